@@ -1,0 +1,58 @@
+# ChatOpenAII - the front door.
+#   make run    build everything and start the app on 127.0.0.1:8080 (SQLite in ./data)
+#   make test   build with ASan+UBSan and run every test suite
+#   make bench  run the benchmarks in bench/
+# Switches: T=<unit test name> limits `make unit` to one suite.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+BIN        := $(BUILD)/server/chatopenaii
+ASAN_BIN   := $(ASAN_BUILD)/server/chatopenaii
+
+.PHONY: all run test unit api deps deps-test build build-asan web bench clean check
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+deps-test:
+	@bash scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+build-asan: deps-test $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+# The web app (web/), once it exists, is built here from its lockfile.
+web:
+	@if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
+
+run: build web
+	@mkdir -p data
+	CHATOPENAII_DATA_DIR=$${CHATOPENAII_DATA_DIR:-./data} $(BIN) serve
+
+unit: build-asan
+	@bash tests/run-unit.sh $(ASAN_BUILD) $(T)
+
+api: build-asan
+	@COAI_BIN=$(CURDIR)/$(ASAN_BIN) bash tests/run-api.sh
+
+test: build-asan
+	@bash tests/run-all.sh $(ASAN_BUILD)
+
+bench: build
+	@bash bench/run.sh $(BIN)
+
+check:
+	@bash scripts/check.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

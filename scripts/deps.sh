@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages the build and tests need, only those
+# missing (so a second run costs a dpkg query, nothing more). Needs root or
+# sudo on a fresh Debian 12 machine; prints what it installs.
+set -euo pipefail
+
+# build: compiler, meson/ninja, libraries (-dev)
+BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-dev
+  libjansson-dev libsqlite3-dev libssl-dev libargon2-dev)
+# tests: cmocka, node (for API tests), curl for smoke checks
+TEST_PKGS=(libcmocka-dev curl)
+
+want=("${BUILD_PKGS[@]}")
+if [ "${1:-}" = "test" ]; then want+=("${TEST_PKGS[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

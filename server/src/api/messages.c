@@ -1,0 +1,509 @@
+/* messages.c - sending (which starts a turn), editing (a new user message
+ * beside the old one), regenerating (a new answer beside the old one),
+ * following a turn over SSE, and stopping it. The store work runs on a
+ * worker; the turn itself starts on the loop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../http/sse.h"
+#include "../lib/buf.h"
+#include "../lib/caps.h"
+#include "../lib/ids.h"
+#include "../lib/log.h"
+#include "../llm/turn.h"
+#include "../views.h"
+#include "api.h"
+
+/* ---- content ----------------------------------------------------------------- */
+
+/* Accepts "content": "text" or [{"type":"text","text":"..."}, ...]; returns
+ * the parts array (new reference) or NULL with a 400 set. */
+static json_t *read_content(struct api_ctx *c)
+{
+    json_t *v = json_object_get(c->json, "content");
+    if (!v) {
+        api_fail(c, 400, "invalid_request", "field \"content\" is required");
+        return NULL;
+    }
+    size_t total = 0;
+    json_t *parts;
+    if (json_is_string(v)) {
+        parts = json_pack("[{s:s,s:O}]", "type", "text", "text", v);
+        total = json_string_length(v);
+    } else if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= 64) {
+        parts = json_array();
+        size_t i;
+        json_t *p;
+        json_array_foreach(v, i, p)
+        {
+            json_t *type = json_object_get(p, "type");
+            json_t *text = json_object_get(p, "text");
+            if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 ||
+                !json_is_string(text)) {
+                json_decref(parts);
+                api_fail(c, 400, "invalid_content",
+                         "content parts must be {\"type\":\"text\",\"text\":\"...\"} (part %zu)", i);
+                return NULL;
+            }
+            total += json_string_length(text);
+            json_array_append_new(parts, json_pack("{s:s,s:O}", "type", "text", "text", text));
+        }
+    } else {
+        api_fail(c, 400, "invalid_content",
+                 "field \"content\" must be a string or a non-empty array of parts");
+        return NULL;
+    }
+    if (total == 0) {
+        json_decref(parts);
+        api_fail(c, 400, "invalid_content", "message is empty");
+        return NULL;
+    }
+    if (total > LIMIT_USER_MESSAGE) {
+        json_decref(parts);
+        api_fail(c, 413, "message_too_large", "message is longer than %d bytes",
+                 LIMIT_USER_MESSAGE);
+        return NULL;
+    }
+    return parts;
+}
+
+/* Text of a stored parts array, for the provider ("" when none). */
+static char *parts_text(const char *content)
+{
+    struct buf b;
+    buf_init(&b, LIMIT_MESSAGE_CONTENT);
+    json_t *parts = content ? json_loads(content, 0, NULL) : NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach(parts, i, p)
+    {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        json_t *text = json_object_get(p, "text");
+        if (type && strcmp(type, "text") == 0 && json_is_string(text)) {
+            if (b.len)
+                (void)buf_append(&b, "\n\n", 2);
+            (void)buf_append(&b, json_string_value(text), json_string_length(text));
+        }
+    }
+    json_decref(parts);
+    return buf_take(&b, NULL);
+}
+
+/* ---- starting a turn --------------------------------------------------------- */
+
+static void spec_free(void *p)
+{
+    struct turn_spec *s = p;
+    store_message_clear(&s->msg);
+    provider_conn_clear(&s->pc);
+    json_decref(s->request);
+    free(s->title_seed);
+    free(s);
+}
+
+static void start_on_loop(struct api_ctx *c)
+{
+    struct turn_spec *spec = c->loop_data;
+    c->loop_data = NULL;
+    turn_start(c->app, spec);
+    spec_free(spec);
+    http_ctx_finish(c);
+}
+
+/* Provider request body for the branch ending at leaf_id. */
+static json_t *build_request(struct api_ctx *c, const struct store_chat *ch, const char *leaf_id,
+                             const char *model, enum app_err *err)
+{
+    struct store_message *path = NULL;
+    size_t n = 0;
+    *err = store_message_path(c->st, leaf_id, &path, &n);
+    if (*err != APP_OK)
+        return NULL;
+    json_t *msgs = json_array();
+    if (ch->system_prompt && *ch->system_prompt)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content",
+                                              ch->system_prompt));
+    for (size_t i = 0; i < n; i++) {
+        char *text = parts_text(path[i].content);
+        bool skip = strcmp(path[i].role, "assistant") == 0 && !*text; /* failed, empty answer */
+        if (!skip)
+            json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", path[i].role, "content",
+                                                  text));
+        free(text);
+    }
+    store_message_list_free(path, n);
+    json_t *req = json_pack("{s:s,s:o,s:b,s:{s:b}}", "model", model, "messages", msgs, "stream", 1,
+                            "stream_options", "include_usage", 1);
+    json_t *params = ch->params ? json_loads(ch->params, 0, NULL) : NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(params, k, v) if (!json_is_null(v)) json_object_set(req, k, v);
+    json_decref(params);
+    return req;
+}
+
+/* Creates (optionally) a user message under parent_id, then an assistant
+ * message under it, points the chat at the new leaf and prepares the turn.
+ * user_parts NULL = regenerate: the assistant goes under parent_id. */
+static void begin_turn(struct api_ctx *c, struct store_chat *ch, const char *parent_id,
+                       json_t *user_parts, const char *model_override)
+{
+    struct turn_spec *spec = xcalloc(1, sizeof *spec);
+    enum app_err e = api_provider_resolve(c, &spec->pc);
+    if (e == APP_ENOTFOUND) {
+        spec_free(spec);
+        return api_fail(c, 400, "provider_not_configured",
+                        "no provider API key: save a connection in settings first");
+    }
+    if (e != APP_OK) {
+        spec_free(spec);
+        return api_fail_err(c, e, "");
+    }
+    const char *model = model_override ? model_override
+                        : ch->model ? ch->model : c->app->cfg.default_model;
+    struct store_message um;
+    memset(&um, 0, sizeof um);
+    json_t *user_view = NULL;
+    bool first = false;
+    e = store_begin(c->st);
+    if (e == APP_OK && user_parts) {
+        snprintf(um.chat_id, sizeof um.chat_id, "%s", ch->id);
+        snprintf(um.parent_id, sizeof um.parent_id, "%s", parent_id ? parent_id : "");
+        snprintf(um.role, sizeof um.role, "user");
+        snprintf(um.status, sizeof um.status, "complete");
+        um.content = json_dumps(user_parts, JSON_COMPACT);
+        um.prompt_tokens = um.completion_tokens = -1;
+        e = store_message_create(c->st, &um);
+        first = !parent_id || !*parent_id;
+    }
+    struct store_message *am = &spec->msg;
+    if (e == APP_OK) {
+        snprintf(am->chat_id, sizeof am->chat_id, "%s", ch->id);
+        snprintf(am->parent_id, sizeof am->parent_id, "%s", user_parts ? um.id : parent_id);
+        snprintf(am->role, sizeof am->role, "assistant");
+        snprintf(am->status, sizeof am->status, "streaming");
+        am->content = xstrdup("[]");
+        am->model = xstrdup(model);
+        am->prompt_tokens = am->completion_tokens = -1;
+        e = store_message_create(c->st, am);
+    }
+    if (e == APP_OK) {
+        struct store_chat_patch p = {.set_leaf = true, .current_leaf_id = am->id};
+        e = store_chat_update(c->st, c->user.id, ch->id, &p);
+    }
+    if (e == APP_OK)
+        e = store_chat_touch(c->st, ch->id, now_ms());
+    if (e == APP_OK)
+        e = store_commit(c->st);
+    else
+        store_rollback(c->st);
+    if (e != APP_OK) {
+        store_message_clear(&um);
+        spec_free(spec);
+        return api_fail_err(c, e, "");
+    }
+    /* Re-read so the reply shows exactly what is stored. */
+    struct store_message tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (user_parts && store_message_get(c->st, c->user.id, um.id, &tmp) == APP_OK)
+        user_view = view_message(&tmp);
+    store_message_clear(&tmp);
+    if (store_message_get(c->st, c->user.id, am->id, &tmp) == APP_OK) {
+        am->created_at = tmp.created_at;
+        am->updated_at = tmp.updated_at;
+    }
+    store_message_clear(&tmp);
+
+    spec->request = build_request(c, ch, am->parent_id, model, &e);
+    if (!spec->request) {
+        store_message_clear(&um);
+        spec_free(spec);
+        json_decref(user_view);
+        return api_fail_err(c, e, "");
+    }
+    snprintf(spec->user_id, sizeof spec->user_id, "%s", c->user.id);
+    if (first && !ch->title)
+        spec->title_seed = parts_text(um.content);
+    store_message_clear(&um);
+
+    char *events = xasprintf("/api/v1/turns/%s/events", am->id);
+    json_t *resp = json_pack("{s:o,s:o,s:{s:s,s:s}}", "user_message",
+                             user_view ? user_view : json_null(), "assistant_message",
+                             view_message(am), "turn", "id", am->id, "events_url", events);
+    free(events);
+    api_reply_take(c, 202, resp);
+    c->loop_data = spec;
+    c->loop_data_free = spec_free;
+    c->on_loop = start_on_loop;
+}
+
+static enum app_err load_chat(struct api_ctx *c, struct store_chat *ch)
+{
+    memset(ch, 0, sizeof *ch);
+    if (!ids_valid(c->params[0]))
+        return APP_ENOTFOUND;
+    return store_chat_get(c->st, c->user.id, c->params[0], ch);
+}
+
+static bool model_field(struct api_ctx *c, const char **model)
+{
+    return api_body_string(c, "model", false, LIMIT_MODEL_NAME, model) == 0;
+}
+
+void api_messages_create(struct api_ctx *c)
+{
+    struct store_chat ch;
+    enum app_err e = load_chat(c, &ch);
+    if (e != APP_OK) {
+        store_chat_clear(&ch);
+        return e == APP_ENOTFOUND ? api_fail(c, 404, "not_found", "no such chat")
+                                  : api_fail_err(c, e, "");
+    }
+    const char *model = NULL;
+    json_t *parts = c->json ? read_content(c) : NULL;
+    if (!c->json)
+        api_fail(c, 400, "invalid_request", "request body is required");
+    if (!parts || !model_field(c, &model))
+        goto out;
+    /* parent: explicit (null = a new root), else the chat's current leaf */
+    char parent[STORE_ID_LEN + 1] = "";
+    json_t *pj = json_object_get(c->json, "parent_id");
+    if (pj && !json_is_null(pj) && !json_is_string(pj)) {
+        api_fail(c, 400, "invalid_request", "field \"parent_id\" must be a string or null");
+        goto out;
+    }
+    if (pj && json_is_string(pj))
+        snprintf(parent, sizeof parent, "%s", json_string_value(pj));
+    else if (!pj)
+        snprintf(parent, sizeof parent, "%s", ch.current_leaf_id);
+    if (*parent) {
+        struct store_message pm;
+        memset(&pm, 0, sizeof pm);
+        e = ids_valid(parent) ? store_message_get(c->st, c->user.id, parent, &pm) : APP_ENOTFOUND;
+        if (e == APP_OK && strcmp(pm.chat_id, ch.id) != 0)
+            e = APP_ENOTFOUND;
+        if (e == APP_ENOTFOUND) {
+            store_message_clear(&pm);
+            api_fail(c, 400, "invalid_parent", "parent_id is not a message of this chat");
+            goto out;
+        }
+        if (e == APP_OK && strcmp(pm.role, "user") == 0) {
+            store_message_clear(&pm);
+            api_fail(c, 400, "invalid_parent", "a user message cannot answer a user message");
+            goto out;
+        }
+        if (e == APP_OK && strcmp(pm.status, "streaming") == 0) {
+            store_message_clear(&pm);
+            api_fail(c, 409, "turn_in_progress",
+                     "the previous answer is still being generated; stop it or wait");
+            goto out;
+        }
+        store_message_clear(&pm);
+        if (e != APP_OK) {
+            api_fail_err(c, e, "");
+            goto out;
+        }
+    }
+    begin_turn(c, &ch, parent, parts, model);
+out:
+    json_decref(parts);
+    store_chat_clear(&ch);
+}
+
+/* Loads {mid} of chat {id}; 404 (set on c) unless it is there and has role. */
+static bool load_message(struct api_ctx *c, const struct store_chat *ch, const char *role,
+                         struct store_message *m)
+{
+    memset(m, 0, sizeof *m);
+    enum app_err e = ids_valid(c->params[1]) ? store_message_get(c->st, c->user.id, c->params[1], m)
+                                              : APP_ENOTFOUND;
+    if (e == APP_OK && strcmp(m->chat_id, ch->id) != 0)
+        e = APP_ENOTFOUND;
+    if (e != APP_OK) {
+        if (e == APP_ENOTFOUND)
+            api_fail(c, 404, "not_found", "no such message in this chat");
+        else
+            api_fail_err(c, e, "");
+        return false;
+    }
+    if (role && strcmp(m->role, role) != 0) {
+        api_fail(c, 400, "invalid_message", "this action needs a%s %s message",
+                 role[0] == 'a' ? "n" : "", role);
+        return false;
+    }
+    return true;
+}
+
+void api_messages_edit(struct api_ctx *c)
+{
+    struct store_chat ch;
+    struct store_message m;
+    memset(&m, 0, sizeof m);
+    json_t *parts = NULL;
+    const char *model = NULL;
+    enum app_err e = load_chat(c, &ch);
+    if (e != APP_OK) {
+        e == APP_ENOTFOUND ? api_fail(c, 404, "not_found", "no such chat") : api_fail_err(c, e, "");
+        goto out;
+    }
+    if (!c->json) {
+        api_fail(c, 400, "invalid_request", "request body is required");
+        goto out;
+    }
+    if (!load_message(c, &ch, "user", &m) || !(parts = read_content(c)) || !model_field(c, &model))
+        goto out;
+    begin_turn(c, &ch, m.parent_id, parts, model);
+out:
+    json_decref(parts);
+    store_message_clear(&m);
+    store_chat_clear(&ch);
+}
+
+void api_messages_regenerate(struct api_ctx *c)
+{
+    struct store_chat ch;
+    struct store_message m;
+    memset(&m, 0, sizeof m);
+    const char *model = NULL;
+    enum app_err e = load_chat(c, &ch);
+    if (e != APP_OK) {
+        e == APP_ENOTFOUND ? api_fail(c, 404, "not_found", "no such chat") : api_fail_err(c, e, "");
+        goto out;
+    }
+    if (!load_message(c, &ch, NULL, &m) || (c->json && !model_field(c, &model)))
+        goto out;
+    /* Regenerating an answer makes a sibling; on a user message it makes
+     * another answer to it. */
+    const char *parent;
+    if (strcmp(m.role, "assistant") == 0)
+        parent = m.parent_id;
+    else if (strcmp(m.role, "user") == 0)
+        parent = m.id;
+    else {
+        api_fail(c, 400, "invalid_message", "only answers and user messages can be regenerated");
+        goto out;
+    }
+    if (!*parent) {
+        api_fail(c, 400, "invalid_message", "this answer has no question to regenerate from");
+        goto out;
+    }
+    begin_turn(c, &ch, parent, NULL, model);
+out:
+    store_message_clear(&m);
+    store_chat_clear(&ch);
+}
+
+void api_messages_list(struct api_ctx *c)
+{
+    struct store_chat ch;
+    enum app_err e = load_chat(c, &ch);
+    store_chat_clear(&ch);
+    if (e != APP_OK)
+        return e == APP_ENOTFOUND ? api_fail(c, 404, "not_found", "no such chat")
+                                  : api_fail_err(c, e, "");
+    struct store_message *msgs = NULL;
+    size_t n = 0;
+    e = store_message_list(c->st, c->params[0], &msgs, &n);
+    if (e != APP_OK)
+        return api_fail_err(c, e, "");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, view_message(&msgs[i]));
+    store_message_list_free(msgs, n);
+    api_reply_take(c, 200, json_pack("{s:o}", "data", arr));
+}
+
+/* ---- following and stopping turns -------------------------------------------- */
+
+static void message_free(void *p)
+{
+    store_message_clear(p);
+    free(p);
+}
+
+/* Worker: the turn must be an answer in one of the user's chats. */
+static bool load_turn_message(struct api_ctx *c)
+{
+    struct store_message *m = xcalloc(1, sizeof *m);
+    enum app_err e = ids_valid(c->params[0]) ? store_message_get(c->st, c->user.id, c->params[0], m)
+                                              : APP_ENOTFOUND;
+    if (e == APP_OK && strcmp(m->role, "assistant") != 0)
+        e = APP_ENOTFOUND;
+    if (e != APP_OK) {
+        message_free(m);
+        if (e == APP_ENOTFOUND)
+            api_fail(c, 404, "not_found", "no such turn");
+        else
+            api_fail_err(c, e, "");
+        return false;
+    }
+    c->loop_data = m;
+    c->loop_data_free = message_free;
+    c->status = 200;
+    return true;
+}
+
+static void events_on_loop(struct api_ctx *c)
+{
+    const char *lei = c->last_event_id ? c->last_event_id : api_query(c, "last_event_id");
+    long long last = -1;
+    if (lei) {
+        char *end;
+        errno = 0;
+        last = strtoll(lei, &end, 10);
+        if (errno || *end || end == lei || last < 0) {
+            api_fail(c, 400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer");
+            return http_ctx_finish(c);
+        }
+    }
+    struct store_message *m = c->loop_data;
+    char *path = xstrdup(c->path);
+    int64_t start = c->start_us;
+    char rid[17];
+    memcpy(rid, c->req_id, sizeof rid);
+    struct evhttp_request *req = c->req;
+    if (turn_subscribe(c->app, m->id, req, rid, path, start, last)) {
+        http_ctx_detach(c);
+    } else {
+        /* Not live here: the stored message is the whole story. */
+        http_ctx_detach(c);
+        struct sse_conn *conn = sse_conn_open(c->app, req, rid, path, start, NULL, NULL);
+        json_t *d = json_pack("{s:s,s:o}", "status", m->status, "message", view_message(m));
+        char *s = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        sse_conn_event(conn, -1, "done", s);
+        free(s);
+        sse_conn_close(conn);
+    }
+    free(path);
+    http_ctx_finish(c);
+}
+
+void api_turn_events(struct api_ctx *c)
+{
+    if (load_turn_message(c))
+        c->on_loop = events_on_loop;
+}
+
+static void stop_on_loop(struct api_ctx *c)
+{
+    struct store_message *m = c->loop_data;
+    int r = turn_stop(c->app, m->id);
+    if (r == 0)
+        api_reply_take(c, 202, json_pack("{s:b,s:s}", "stopped", 1, "status", "stopped"));
+    else if (r == 1)
+        api_reply_take(c, 200, json_pack("{s:b,s:s}", "stopped", 0, "status", "finished"));
+    else if (strcmp(m->status, "streaming") == 0)
+        api_fail(c, 409, "turn_not_running", "this turn is not running on this server");
+    else
+        api_reply_take(c, 200, json_pack("{s:b,s:s}", "stopped", 0, "status", m->status));
+    http_ctx_finish(c);
+}
+
+void api_turn_stop(struct api_ctx *c)
+{
+    if (load_turn_message(c))
+        c->on_loop = stop_on_loop;
+}

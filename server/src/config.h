@@ -1,0 +1,42 @@
+/* config.h - server configuration from CHATOPENAII_* environment variables.
+ *
+ * config_load validates every variable and fails with a message naming the
+ * bad one; nothing else in the server reads the environment.
+ */
+#ifndef COAI_CONFIG_H
+#define COAI_CONFIG_H
+
+#include "lib/common.h"
+
+struct config {
+    char *listen_host;        /* CHATOPENAII_LISTEN host part, default 127.0.0.1 */
+    int listen_port;          /* default 8080 */
+    char *data_dir;           /* CHATOPENAII_DATA_DIR, default ./data */
+    char *database_url;       /* CHATOPENAII_DATABASE_URL, default sqlite:<data_dir>/chatopenaii.db */
+    char *master_key;         /* CHATOPENAII_MASTER_KEY (secret; NULL = generated file) */
+    char *provider_base_url;  /* CHATOPENAII_PROVIDER_BASE_URL, default https://api.openai.com/v1 */
+    char *provider_api_key;   /* CHATOPENAII_PROVIDER_API_KEY (secret; may be NULL) */
+    bool registration_open;   /* CHATOPENAII_REGISTRATION=open|closed, default open */
+    int log_level;            /* CHATOPENAII_LOG_LEVEL, default info */
+    char *web_dir;            /* CHATOPENAII_WEB_DIR, default web/dist */
+    int workers;              /* CHATOPENAII_WORKERS, default 4 */
+    char *default_model;      /* CHATOPENAII_DEFAULT_MODEL, default gpt-4o-mini */
+    char *fallback_models;    /* CHATOPENAII_MODELS, comma list used when the provider list fails */
+    int64_t session_ttl_s;    /* CHATOPENAII_SESSION_TTL seconds, default 30 days */
+    bool cookie_secure;       /* CHATOPENAII_COOKIE_SECURE, default false (plain HTTP on loopback) */
+    int upstream_connect_timeout_s; /* CHATOPENAII_UPSTREAM_CONNECT_TIMEOUT, default 10 */
+    int upstream_idle_timeout_s;    /* CHATOPENAII_UPSTREAM_IDLE_TIMEOUT, default 60 */
+    int retry_max;            /* CHATOPENAII_RETRY_MAX, default 2 */
+    int retry_base_ms;        /* CHATOPENAII_RETRY_BASE_MS, default 500 */
+    int heartbeat_ms;         /* CHATOPENAII_HEARTBEAT_MS, default 15000 */
+    int persist_ms;           /* CHATOPENAII_PERSIST_MS, default 500 */
+    int models_cache_s;       /* CHATOPENAII_MODELS_CACHE, default 300 */
+    bool titles;              /* CHATOPENAII_TITLES=on|off, default on */
+};
+
+/* Fills cfg from the environment. Returns 0, or -1 with a message naming the
+ * variable in err. */
+int config_load(struct config *cfg, char *err, size_t errlen);
+void config_cleanup(struct config *cfg);
+
+#endif

@@ -1,0 +1,238 @@
+/* static.c - in-memory static file server for web/dist: MIME types, ETags,
+ * immutable caching for Vite's hashed /assets/, and the index.html fallback
+ * that lets the client-side router own every other path. */
+#include "static.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "../lib/common.h"
+#include "../lib/crypto.h"
+#include "../lib/log.h"
+#include "http.h"
+
+#define STATIC_TOTAL_MAX (64u * 1024 * 1024)
+#define STATIC_FILE_MAX (16u * 1024 * 1024)
+
+struct sfile {
+    char *path;     /* "/assets/index-abc123.js" */
+    char *data;
+    size_t len;
+    const char *mime;
+    char etag[20];
+    bool immutable;
+};
+
+struct static_files {
+    struct sfile *files;
+    size_t n, cap;
+    size_t total;
+};
+
+static const char placeholder[] =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ChatOpenAII</title>"
+    "</head><body><h1>ChatOpenAII</h1><p>The server is running. The web app has not been "
+    "built into <code>web/dist</code>; the API is under <code>/api/v1</code>.</p></body></html>";
+
+static const char *mime_for(const char *path)
+{
+    static const struct { const char *ext, *mime; } t[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".webmanifest", "application/manifest+json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".webp", "image/webp"},
+        {".ico", "image/x-icon"},
+        {".woff2", "font/woff2"},
+        {".woff", "font/woff"},
+        {".ttf", "font/ttf"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".map", "application/json"},
+        {".wasm", "application/wasm"},
+    };
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash))
+        return "application/octet-stream";
+    for (size_t i = 0; i < COAI_ARRAY_LEN(t); i++)
+        if (strcasecmp(dot, t[i].ext) == 0)
+            return t[i].mime;
+    return "application/octet-stream";
+}
+
+static void add_file(struct static_files *s, const char *urlpath, char *data, size_t len)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 32;
+        s->files = xrealloc(s->files, s->cap * sizeof *s->files);
+    }
+    struct sfile *f = &s->files[s->n++];
+    f->path = xstrdup(urlpath);
+    f->data = data;
+    f->len = len;
+    f->mime = mime_for(urlpath);
+    char h[65];
+    crypto_sha256_hex(data, len, h);
+    snprintf(f->etag, sizeof f->etag, "\"%.16s\"", h);
+    f->immutable = strncmp(urlpath, "/assets/", 8) == 0;
+    s->total += len;
+}
+
+static char *read_file(const char *fs, size_t *len)
+{
+    int fd = open(fs, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATIC_FILE_MAX) {
+        close(fd);
+        return NULL;
+    }
+    char *buf = xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+}
+
+static void walk(struct static_files *s, const char *fsdir, const char *urldir, int depth)
+{
+    if (depth > 8)
+        return;
+    DIR *d = opendir(fsdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *fs = xasprintf("%s/%s", fsdir, e->d_name);
+        char *url = xasprintf("%s/%s", urldir, e->d_name);
+        struct stat st;
+        if (stat(fs, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                walk(s, fs, url, depth + 1);
+            } else if (S_ISREG(st.st_mode) && s->total + (size_t)st.st_size <= STATIC_TOTAL_MAX) {
+                size_t len = 0;
+                char *data = read_file(fs, &len);
+                if (data)
+                    add_file(s, url, data, len);
+            }
+        }
+        free(fs);
+        free(url);
+    }
+    closedir(d);
+}
+
+struct static_files *static_load(const char *dir)
+{
+    struct static_files *s = xcalloc(1, sizeof *s);
+    walk(s, dir, "", 0);
+    bool has_index = false;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->files[i].path, "/index.html") == 0)
+            has_index = true;
+    if (!has_index) {
+        log_warn("web app not built; serving a placeholder page", "dir", dir, NULL);
+        add_file(s, "/index.html", xstrdup(placeholder), sizeof placeholder - 1);
+    }
+    return s;
+}
+
+size_t static_count(const struct static_files *s)
+{
+    return s->n;
+}
+
+void static_free(struct static_files *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->files[i].path);
+        free(s->files[i].data);
+    }
+    free(s->files);
+    free(s);
+}
+
+static const struct sfile *find(const struct static_files *s, const char *path)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->files[i].path, path) == 0)
+            return &s->files[i];
+    return NULL;
+}
+
+static int send_error(struct evhttp_request *req, int status, const char *code, const char *msg)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json; charset=utf-8");
+    evhttp_send_reply(req, status, status == 404 ? "Not Found" : "Method Not Allowed", b);
+    evbuffer_free(b);
+    return status;
+}
+
+int static_serve(struct static_files *s, struct evhttp_request *req, const char *path,
+                 const char *req_id)
+{
+    http_add_common_headers(req, req_id);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(out, "Allow", "GET, HEAD");
+        return send_error(req, 405, "method_not_allowed", "static files accept GET and HEAD");
+    }
+    const struct sfile *f = NULL;
+    if (strcmp(path, "/") == 0)
+        f = find(s, "/index.html");
+    else if (!strstr(path, "/.")) /* no dot-files, no ".." segments */
+        f = find(s, path);
+    if (!f) {
+        const char *slash = strrchr(path, '/');
+        bool has_ext = slash && strchr(slash, '.') != NULL;
+        if (has_ext || strncmp(path, "/assets/", 8) == 0)
+            return send_error(req, 404, "not_found", "no such file");
+        f = find(s, "/index.html"); /* client-side route */
+    }
+    evhttp_add_header(out, "Content-Type", f->mime);
+    evhttp_add_header(out, "ETag", f->etag);
+    evhttp_add_header(out, "Cache-Control", f->immutable ? "public, max-age=31536000, immutable"
+                                                         : "no-cache");
+    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+    if (inm && strcmp(inm, f->etag) == 0) {
+        evhttp_send_reply(req, 304, "Not Modified", NULL);
+        return 304;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (cmd == EVHTTP_REQ_GET)
+        evbuffer_add_reference(b, f->data, f->len, NULL, NULL);
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+    return 200;
+}

@@ -1,0 +1,235 @@
+/* pool.c - fixed thread pool with a FIFO job queue; completions are queued
+ * back and an eventfd wakes the loop, which runs the done callbacks. */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+struct job {
+    pool_work_fn work;
+    pool_done_fn done;
+    void *arg;
+    struct job *next;
+};
+
+struct jobq {
+    struct job *head, *tail;
+};
+
+struct worker {
+    struct pool *pool;
+    pthread_t thread;
+    void *ctx;
+    int index;
+    bool started;
+};
+
+struct pool {
+    struct event_base *base;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct jobq todo;      /* guarded by mu */
+    struct jobq finished;  /* guarded by mu */
+    bool stopping;         /* guarded by mu */
+    int efd;
+    struct event *ev;
+    size_t pending;        /* loop thread only */
+    int n;
+    struct worker *workers;
+    pool_init_fn init;
+    pool_fini_fn fini;
+    void *init_arg;
+    pthread_mutex_t init_mu;
+    pthread_cond_t init_cv;
+    int init_done, init_failed;
+};
+
+static void q_push(struct jobq *q, struct job *j)
+{
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+}
+
+static struct job *q_take_all(struct jobq *q)
+{
+    struct job *h = q->head;
+    q->head = q->tail = NULL;
+    return h;
+}
+
+static void *worker_main(void *argp)
+{
+    struct worker *w = argp;
+    struct pool *p = w->pool;
+    w->ctx = p->init ? p->init(p->init_arg, w->index) : NULL;
+    pthread_mutex_lock(&p->init_mu);
+    p->init_done++;
+    if (p->init && !w->ctx)
+        p->init_failed++;
+    pthread_cond_signal(&p->init_cv);
+    pthread_mutex_unlock(&p->init_mu);
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->todo.head && !p->stopping)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (!p->todo.head && p->stopping)
+            break;
+        struct job *j = p->todo.head;
+        p->todo.head = j->next;
+        if (!p->todo.head)
+            p->todo.tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+
+        if (j->work)
+            j->work(j->arg, w->ctx);
+
+        pthread_mutex_lock(&p->mu);
+        q_push(&p->finished, j);
+        uint64_t one = 1;
+        ssize_t r = write(p->efd, &one, sizeof one);
+        (void)r;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (p->fini && w->ctx)
+        p->fini(w->ctx);
+    return NULL;
+}
+
+static void run_finished(struct pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    struct job *j = q_take_all(&p->finished);
+    pthread_mutex_unlock(&p->mu);
+    while (j) {
+        struct job *next = j->next;
+        p->pending--;
+        if (j->done)
+            j->done(j->arg);
+        free(j);
+        j = next;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *p = arg;
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+    run_finished(p);
+}
+
+static void stop_threads(struct pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n; i++)
+        if (p->workers[i].started)
+            pthread_join(p->workers[i].thread, NULL);
+}
+
+struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fini_fn fini,
+                      void *init_arg)
+{
+    struct pool *p = xcalloc(1, sizeof *p);
+    p->base = base;
+    p->n = n;
+    p->init = init;
+    p->fini = fini;
+    p->init_arg = init_arg;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->init_mu, NULL);
+    pthread_cond_init(&p->init_cv, NULL);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0) {
+        perror("eventfd");
+        abort();
+    }
+    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_wake, p);
+    event_add(p->ev, NULL);
+    p->workers = xcalloc((size_t)n, sizeof *p->workers);
+    for (int i = 0; i < n; i++) {
+        struct worker *w = &p->workers[i];
+        w->pool = p;
+        w->index = i;
+        if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+            w->started = true;
+        } else {
+            pthread_mutex_lock(&p->init_mu);
+            p->init_done++;
+            p->init_failed++;
+            pthread_mutex_unlock(&p->init_mu);
+        }
+    }
+    pthread_mutex_lock(&p->init_mu);
+    while (p->init_done < n)
+        pthread_cond_wait(&p->init_cv, &p->init_mu);
+    int failed = p->init_failed;
+    pthread_mutex_unlock(&p->init_mu);
+    if (failed) {
+        stop_threads(p);
+        p->n = 0;
+        pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg)
+{
+    struct job *j = xmalloc(sizeof *j);
+    j->work = work;
+    j->done = done;
+    j->arg = arg;
+    p->pending++;
+    pthread_mutex_lock(&p->mu);
+    q_push(&p->todo, j);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+size_t pool_pending(const struct pool *p)
+{
+    return p->pending;
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    /* Finish everything queued (workers drain todo before exiting), then run
+     * the completions here on the loop thread. Done callbacks may submit
+     * more work; keep going until nothing is pending. */
+    while (p->pending > 0 && p->n > 0) {
+        run_finished(p);
+        if (p->pending == 0)
+            break;
+        uint64_t v;
+        struct timespec ts = {0, 1000000};
+        if (read(p->efd, &v, sizeof v) < 0 && errno == EAGAIN)
+            nanosleep(&ts, NULL);
+    }
+    stop_threads(p);
+    run_finished(p);
+    event_free(p->ev);
+    close(p->efd);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->init_mu);
+    pthread_cond_destroy(&p->init_cv);
+    free(p->workers);
+    free(p);
+}

@@ -1,0 +1,34 @@
+/* pool.h - the worker pool: blocking work (database, argon2, file I/O) runs
+ * on threads, and its completion comes back to the event loop.
+ *
+ * LIFETIME NOTES: pool_submit hands arg to the pool; work(arg, ctx) runs on
+ * a worker thread, then done(arg) runs on the loop thread, exactly once each,
+ * in that order. Whoever owns arg frees it in done. ctx is the per-worker
+ * context made by init (a store handle) and lives as long as the pool.
+ */
+#ifndef COAI_POOL_H
+#define COAI_POOL_H
+
+#include <event2/event.h>
+
+#include "common.h"
+
+struct pool;
+typedef void *(*pool_init_fn)(void *init_arg, int index); /* NULL = failure */
+typedef void (*pool_fini_fn)(void *ctx);
+typedef void (*pool_work_fn)(void *arg, void *ctx);
+typedef void (*pool_done_fn)(void *arg);
+
+/* Starts n threads, each calling init once. Returns NULL if any init fails
+ * (already started threads are stopped). */
+struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fini_fn fini,
+                      void *init_arg);
+/* Queue a job; never fails. done may be NULL. */
+void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg);
+/* Jobs submitted whose done callback has not run yet. */
+size_t pool_pending(const struct pool *p);
+/* Waits for queued jobs to finish, runs their done callbacks, joins the
+ * threads (calling fini), frees the pool. NULL-safe. */
+void pool_free(struct pool *p);
+
+#endif

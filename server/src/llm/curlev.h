@@ -1,0 +1,29 @@
+/* curlev.h - libcurl's multi interface driven by the libevent loop.
+ *
+ * The only module that touches CURLM. Callers configure an easy handle, add
+ * it, and get one done callback on the loop when the transfer ends (success,
+ * error, or after their own write callback aborted it).
+ * LIFETIME NOTES: the caller owns the easy handle throughout. After done
+ * runs, the handle is no longer in the multi and may be freed or re-added.
+ * curlev_remove cancels a transfer without calling done.
+ */
+#ifndef COAI_CURLEV_H
+#define COAI_CURLEV_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+struct curlev;
+typedef void (*curlev_done_fn)(CURL *easy, CURLcode rc, void *arg);
+
+struct curlev *curlev_new(struct event_base *base);
+void curlev_free(struct curlev *c); /* NULL-safe; cancels remaining transfers silently */
+int curlev_add(struct curlev *c, CURL *easy, curlev_done_fn done, void *arg);
+void curlev_remove(struct curlev *c, CURL *easy);
+/* Transfers currently running. */
+int curlev_running(const struct curlev *c);
+/* A shared connection cache and DNS cache for every easy handle of this
+ * loop: reuse keep-alive connections to the provider. */
+CURLSH *curlev_share(struct curlev *c);
+
+#endif

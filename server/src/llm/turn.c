@@ -1,0 +1,758 @@
+/* turn.c - the generation engine; see turn.h for states, events and
+ * lifetimes. Everything here runs on the loop thread; store writes go to the
+ * worker pool as jobs that hold a reference to the turn. */
+#include "turn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../http/sse.h"
+#include "../lib/buf.h"
+#include "../lib/caps.h"
+#include "../lib/log.h"
+#include "../lib/pool.h"
+#include "../lib/utf8.h"
+#include "../views.h"
+#include "curlev.h"
+#include "openai_stream.h"
+#include "sse_parse.h"
+
+#define LINGER_S 60
+#define RETRY_AFTER_CAP_S 30
+
+enum turn_state { T_CONNECTING, T_STREAMING, T_RETRY_WAIT, T_FINISHING, T_DONE };
+static const char *const state_names[] = {"connecting", "streaming", "retry_wait", "finishing",
+                                          "done"};
+
+struct subscriber {
+    struct sse_conn *conn;
+    struct turn *turn;
+    struct subscriber *next;
+};
+
+struct turn {
+    int refs;
+    struct app *app;
+    struct turn *next;               /* registry list */
+    enum turn_state state;
+    struct store_message msg;        /* the assistant message; content/status/error kept current */
+    char user_id[STORE_ID_LEN + 1];
+    struct provider_conn pc;         /* secret key inside */
+    char *request_body;
+    char *title_seed;
+
+    CURL *easy;
+    struct curl_slist *hdrs;
+    long http_status;
+    struct buf errbody;              /* body of a non-200 answer, capped */
+    long retry_after_s;              /* from the provider's Retry-After, -1 if none */
+    struct sse_parser *sse;
+    struct oai_stream *oai;
+    bool saw_bytes;                  /* any 200 body byte this attempt */
+    bool published_delta;            /* any delta event published (no retry after that) */
+    bool stream_failed;              /* parser/decoder refused the stream */
+    json_t *error;                   /* final error object, or NULL */
+    int attempt;                     /* 0-based */
+    int64_t started_us;
+
+    struct event *retry_timer;
+    struct event *persist_timer;
+    struct event *linger_timer;
+    bool dirty;                      /* content changed since the last store write */
+    bool persisting;                 /* a store write is in flight */
+    bool final_pending;              /* final write waits for the in-flight one */
+
+    struct buf log;                  /* every published event, framed */
+    size_t *offs;                    /* offs[k] = start of event k+1 in log */
+    size_t nevents, offs_cap;
+    bool log_truncated;
+    struct subscriber *subs;
+};
+
+struct turn_registry {
+    struct turn *head;
+};
+
+static void turn_ref(struct turn *t) { t->refs++; }
+
+static void turn_release(struct turn *t)
+{
+    if (--t->refs > 0)
+        return;
+    if (t->easy) {
+        curlev_remove(t->app->curl, t->easy);
+        curl_easy_cleanup(t->easy);
+    }
+    curl_slist_free_all(t->hdrs);
+    if (t->retry_timer)
+        event_free(t->retry_timer);
+    if (t->persist_timer)
+        event_free(t->persist_timer);
+    if (t->linger_timer)
+        event_free(t->linger_timer);
+    sse_parser_free(t->sse);
+    oai_stream_free(t->oai);
+    buf_cleanup(&t->errbody);
+    buf_cleanup(&t->log);
+    free(t->offs);
+    json_decref(t->error);
+    store_message_clear(&t->msg);
+    provider_conn_clear(&t->pc);
+    free(t->request_body);
+    free(t->title_seed);
+    free(t);
+}
+
+struct turn_registry *turns_new(struct app *app)
+{
+    COAI_UNUSED(app);
+    return xcalloc(1, sizeof(struct turn_registry));
+}
+
+void turns_free(struct turn_registry *r)
+{
+    if (!r)
+        return;
+    while (r->head) {
+        struct turn *t = r->head;
+        r->head = t->next;
+        while (t->subs) {
+            struct subscriber *s = t->subs;
+            t->subs = s->next;
+            sse_conn_close(s->conn);
+            free(s);
+        }
+        turn_release(t);
+    }
+    free(r);
+}
+
+static struct turn *find(struct app *app, const char *id)
+{
+    for (struct turn *t = app->turns->head; t; t = t->next)
+        if (strcmp(t->msg.id, id) == 0)
+            return t;
+    return NULL;
+}
+
+static void unregister(struct turn *t)
+{
+    struct turn **pp = &t->app->turns->head;
+    while (*pp && *pp != t)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = t->next;
+        turn_release(t);
+    }
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+/* Publish one event to the log and every subscriber; takes data. */
+static void publish(struct turn *t, const char *event, json_t *data)
+{
+    char *s = json_dumps(data, JSON_COMPACT);
+    json_decref(data);
+    long long id = (long long)++t->nevents;
+    struct buf frame;
+    buf_init(&frame, LIMIT_SSE_EVENT_LOG);
+    if (sse_frame(&frame, id, event, s) == 0) {
+        if (!t->log_truncated) {
+            if (t->nevents > t->offs_cap) {
+                t->offs_cap = t->offs_cap ? t->offs_cap * 2 : 64;
+                t->offs = xrealloc(t->offs, t->offs_cap * sizeof *t->offs);
+            }
+            t->offs[t->nevents - 1] = t->log.len;
+            if (buf_append(&t->log, frame.p, frame.len) != 0)
+                t->log_truncated = true; /* late subscribers get a snapshot instead */
+        }
+        for (struct subscriber *sub = t->subs; sub; sub = sub->next)
+            sse_conn_write(sub->conn, frame.p, frame.len);
+    }
+    buf_cleanup(&frame);
+    free(s);
+}
+
+/* The message as it stands, in the REST shape. */
+static json_t *message_now(struct turn *t)
+{
+    json_t *parts = oai_stream_parts_json(t->oai);
+    char *content = json_dumps(parts, JSON_COMPACT);
+    json_decref(parts);
+    free(t->msg.content);
+    t->msg.content = content;
+    int64_t pt, ct;
+    oai_stream_usage(t->oai, &pt, &ct);
+    t->msg.prompt_tokens = pt;
+    t->msg.completion_tokens = ct;
+    return view_message(&t->msg);
+}
+
+/* ---- persistence -------------------------------------------------------------- */
+
+struct persist_job {
+    struct turn *t;
+    char id[STORE_ID_LEN + 1];
+    char chat_id[STORE_ID_LEN + 1];
+    char *content;
+    char status[16];
+    char *error;
+    int64_t pt, ct;
+    bool final;
+    enum app_err rc;
+};
+
+static void finalize(struct turn *t);
+static void persist_submit(struct turn *t, bool final);
+
+static void persist_work(void *arg, void *ctx)
+{
+    struct persist_job *j = arg;
+    struct store *st = ctx;
+    j->rc = store_message_update(st, j->id, j->content, j->status, j->error, j->pt, j->ct);
+    if (j->rc != APP_OK)
+        log_error("turn persist failed", "turn", j->id, "detail", store_errmsg(st), NULL);
+    if (j->final)
+        (void)store_chat_touch(st, j->chat_id, now_ms());
+}
+
+static void persist_done(void *arg)
+{
+    struct persist_job *j = arg;
+    struct turn *t = j->t;
+    t->persisting = false;
+    if (j->final)
+        finalize(t);
+    else if (t->final_pending) {
+        t->final_pending = false;
+        persist_submit(t, true);
+    }
+    free(j->content);
+    free(j->error);
+    free(j);
+    turn_release(t);
+}
+
+static void persist_submit(struct turn *t, bool final)
+{
+    if (t->persisting) {
+        if (final)
+            t->final_pending = true;
+        return;
+    }
+    json_decref(message_now(t));
+    struct persist_job *j = xcalloc(1, sizeof *j);
+    j->t = t;
+    turn_ref(t);
+    memcpy(j->id, t->msg.id, sizeof j->id);
+    memcpy(j->chat_id, t->msg.chat_id, sizeof j->chat_id);
+    j->content = xstrdup(t->msg.content);
+    snprintf(j->status, sizeof j->status, "%s", final ? t->msg.status : "streaming");
+    j->error = final ? xstrdup(t->msg.error) : NULL;
+    j->pt = t->msg.prompt_tokens;
+    j->ct = t->msg.completion_tokens;
+    j->final = final;
+    t->dirty = false;
+    t->persisting = true;
+    pool_submit(t->app->pool, persist_work, persist_done, j);
+}
+
+static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct turn *t = arg;
+    if (t->dirty && !t->persisting && t->state < T_FINISHING)
+        persist_submit(t, false);
+}
+
+/* ---- titles ---------------------------------------------------------------------- */
+
+struct title_job {
+    char chat_id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    char *title;
+};
+
+static void title_work(void *arg, void *ctx)
+{
+    struct title_job *j = arg;
+    struct store *st = ctx;
+    struct store_chat c;
+    memset(&c, 0, sizeof c);
+    if (store_chat_get(st, j->user_id, j->chat_id, &c) == APP_OK && !c.title) {
+        struct store_chat_patch p = {.set_title = true, .title = j->title};
+        (void)store_chat_update(st, j->user_id, j->chat_id, &p);
+    }
+    store_chat_clear(&c);
+}
+
+static void title_done(void *arg)
+{
+    struct title_job *j = arg;
+    free(j->title);
+    free(j);
+}
+
+/* Clean a model-made title: first line, no surrounding quotes or "Title:". */
+static char *title_clean(const char *s, size_t len)
+{
+    while (len && (*s == ' ' || *s == '\n' || *s == '"' || *s == '\'' || *s == '*' || *s == '#')) {
+        s++;
+        len--;
+    }
+    if (len >= 6 && strncasecmp(s, "title:", 6) == 0) {
+        s += 6;
+        len -= 6;
+        while (len && *s == ' ') {
+            s++;
+            len--;
+        }
+    }
+    const char *nl = memchr(s, '\n', len);
+    if (nl)
+        len = (size_t)(nl - s);
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '"' || s[len - 1] == '\'' ||
+                   s[len - 1] == '.' || s[len - 1] == '*'))
+        len--;
+    len = utf8_truncate(s, len, 80);
+    if (len == 0 || !utf8_valid(s, len))
+        return NULL;
+    return xstrndup(s, len);
+}
+
+static void title_submit(struct turn *t, char *title)
+{
+    struct title_job *j = xcalloc(1, sizeof *j);
+    memcpy(j->chat_id, t->msg.chat_id, sizeof j->chat_id);
+    memcpy(j->user_id, t->user_id, sizeof j->user_id);
+    j->title = title;
+    pool_submit(t->app->pool, title_work, title_done, j);
+}
+
+static void title_cb(void *arg, long status, const char *body, size_t len, const char *err)
+{
+    struct turn *t = arg;
+    char *title = NULL;
+    if (status == 200) {
+        json_t *root = json_loadb(body, len, 0, NULL);
+        json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+        json_t *content = json_object_get(json_object_get(choice, "message"), "content");
+        if (json_is_string(content))
+            title = title_clean(json_string_value(content), json_string_length(content));
+        json_decref(root);
+    }
+    if (!title) /* fall back to the start of the first message */
+        title = title_clean(t->title_seed, strlen(t->title_seed));
+    if (title && !t->app->shutting_down)
+        title_submit(t, title);
+    else
+        free(title);
+    turn_release(t);
+}
+
+static void title_start(struct turn *t)
+{
+    json_t *body = json_pack(
+        "{s:s,s:[{s:s,s:s},{s:s,s:s}],s:i,s:b}", "model", t->msg.model ? t->msg.model : "",
+        "messages", "role", "system", "content",
+        "Generate a short title (at most 6 words) for a conversation that starts with the "
+        "user's message below. Reply with the title only, without quotes.",
+        "role", "user", "content", t->title_seed, "max_tokens", 24, "stream", 0);
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    turn_ref(t);
+    provider_fetch(t->app, &t->pc, "/chat/completions", s, title_cb, t);
+    free(s);
+}
+
+/* ---- finishing --------------------------------------------------------------------- */
+
+static void close_subscribers(struct turn *t)
+{
+    while (t->subs) {
+        struct subscriber *s = t->subs;
+        t->subs = s->next;
+        sse_conn_close(s->conn);
+        free(s);
+    }
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    unregister(arg);
+}
+
+/* Runs when the final state is stored: tell everyone, then linger. */
+static void finalize(struct turn *t)
+{
+    json_t *m = message_now(t);
+    publish(t, "done", json_pack("{s:s,s:o}", "status", t->msg.status, "message", m));
+    close_subscribers(t);
+    t->state = T_DONE;
+    char dur[32];
+    snprintf(dur, sizeof dur, "=%lld", (long long)(mono_us() - t->started_us));
+    log_info("turn finished", "turn", t->msg.id, "status", t->msg.status, "duration_us", dur,
+             NULL);
+    if (t->title_seed && strcmp(t->msg.status, "complete") == 0 && !t->app->shutting_down &&
+        t->app->cfg.titles)
+        title_start(t);
+    if (t->app->shutting_down) {
+        unregister(t);
+        return;
+    }
+    t->linger_timer = evtimer_new(t->app->base, on_linger, t);
+    struct timeval tv = {LINGER_S, 0};
+    evtimer_add(t->linger_timer, &tv);
+}
+
+/* End the turn with status (and error, taken), store, then finalize. */
+static void finish(struct turn *t, const char *status, json_t *error)
+{
+    if (t->state >= T_FINISHING) {
+        json_decref(error);
+        return;
+    }
+    t->state = T_FINISHING;
+    if (t->easy) {
+        curlev_remove(t->app->curl, t->easy);
+        curl_easy_cleanup(t->easy);
+        t->easy = NULL;
+    }
+    if (t->retry_timer)
+        evtimer_del(t->retry_timer);
+    if (t->persist_timer)
+        evtimer_del(t->persist_timer);
+    snprintf(t->msg.status, sizeof t->msg.status, "%s", status);
+    if (error) {
+        json_decref(t->error);
+        t->error = error;
+        free(t->msg.error);
+        t->msg.error = json_dumps(error, JSON_COMPACT);
+        publish(t, "error", json_incref(error));
+        log_warn("turn failed", "turn", t->msg.id, "code",
+                 json_string_value(json_object_get(error, "code")), NULL);
+    }
+    persist_submit(t, true);
+}
+
+/* ---- streaming --------------------------------------------------------------------- */
+
+static int on_sse_event(void *arg, const char *event, const char *data, size_t len,
+                        const char *id)
+{
+    struct turn *t = arg;
+    struct oai_update u;
+    enum oai_feed r = oai_stream_feed(t->oai, data, len, &u);
+    if (r == OAI_FEED_BAD) {
+        t->stream_failed = true;
+        return 1;
+    }
+    if (r == OAI_FEED_ERROR) {
+        json_t *e = json_pack("{s:s,s:s}", "code",
+                              (u.error_code && strcmp(u.error_code, "context_length_exceeded") == 0)
+                                  ? "context_length_exceeded"
+                                  : "provider_stream_error",
+                              "message", u.error_message ? u.error_message : "provider error");
+        if (u.error_code)
+            json_object_set_new(e, "provider_code", json_string(u.error_code));
+        if (u.error_type)
+            json_object_set_new(e, "provider_type", json_string(u.error_type));
+        json_decref(t->error);
+        t->error = e;
+        return 1;
+    }
+    if (r == OAI_FEED_DONE)
+        return 0;
+    json_t *delta = NULL;
+    if (u.content_len) {
+        delta = json_object();
+        json_object_set_new(delta, "content", json_stringn(u.content, u.content_len));
+    }
+    if (u.refusal_len) {
+        if (!delta)
+            delta = json_object();
+        json_object_set_new(delta, "refusal", json_stringn(u.refusal, u.refusal_len));
+    }
+    if (u.tool_call_count) {
+        if (!delta)
+            delta = json_object();
+        json_t *arr = json_array();
+        for (size_t i = 0; i < u.tool_call_count; i++) {
+            const struct oai_tool_delta *d = &u.tool_calls[i];
+            json_t *o = json_pack("{s:i}", "index", d->index);
+            if (d->id)
+                json_object_set_new(o, "id", json_string(d->id));
+            if (d->name)
+                json_object_set_new(o, "name", json_string(d->name));
+            if (d->arguments)
+                json_object_set_new(o, "arguments", json_stringn(d->arguments, d->arguments_len));
+            json_array_append_new(arr, o);
+        }
+        json_object_set_new(delta, "tool_calls", arr);
+    }
+    if (delta) {
+        t->published_delta = true;
+        t->dirty = true;
+        publish(t, "delta", delta);
+    }
+    if (u.has_usage)
+        publish(t, "usage", json_pack("{s:I,s:I}", "prompt_tokens", (json_int_t)u.prompt_tokens,
+                                      "completion_tokens", (json_int_t)u.completion_tokens));
+    return 0;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct turn *t = arg;
+    size_t len = sz * n;
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char tmp[32];
+        size_t l = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
+        memcpy(tmp, p + 12, l);
+        tmp[l] = '\0';
+        char *end;
+        long v = strtol(tmp, &end, 10);
+        if (end != tmp && v >= 0)
+            t->retry_after_s = v;
+    }
+    return len;
+}
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+    struct turn *t = arg;
+    size_t len = sz * n;
+    if (!t->http_status)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+    if (t->http_status != 200) {
+        (void)buf_append(&t->errbody, p, len); /* past the cap we keep the head */
+        return len;
+    }
+    if (t->state == T_CONNECTING)
+        t->state = T_STREAMING;
+    t->saw_bytes = true;
+    int rc = sse_parser_feed(t->sse, p, len);
+    if (rc == -1)
+        t->stream_failed = true;
+    return rc == 0 ? len : 0; /* 0 aborts the transfer */
+}
+
+static void attempt_start(struct turn *t);
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct turn *t = arg;
+    if (t->state == T_RETRY_WAIT)
+        attempt_start(t);
+    turn_release(t);
+}
+
+/* Retry if nothing was shown yet and attempts remain; true if scheduled. */
+static bool maybe_retry(struct turn *t)
+{
+    if (t->published_delta || t->attempt >= t->app->cfg.retry_max || t->app->shutting_down)
+        return false;
+    long delay_ms = (long)t->app->cfg.retry_base_ms << t->attempt;
+    if (t->retry_after_s >= 0)
+        delay_ms = (t->retry_after_s > RETRY_AFTER_CAP_S ? RETRY_AFTER_CAP_S : t->retry_after_s) *
+                   1000L;
+    t->attempt++;
+    t->state = T_RETRY_WAIT;
+    publish(t, "retry", json_pack("{s:i,s:I,s:I}", "attempt", t->attempt, "delay_ms",
+                                  (json_int_t)delay_ms, "status", (json_int_t)t->http_status));
+    log_info("turn retry", "turn", t->msg.id, "state", state_names[t->state], NULL);
+    if (!t->retry_timer)
+        t->retry_timer = evtimer_new(t->app->base, on_retry_timer, t);
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    turn_ref(t);
+    evtimer_add(t->retry_timer, &tv);
+    return true;
+}
+
+static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
+{
+    struct turn *t = arg;
+    if (!t->http_status)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+    curl_easy_cleanup(t->easy);
+    t->easy = NULL;
+    curl_slist_free_all(t->hdrs);
+    t->hdrs = NULL;
+    if (t->state >= T_FINISHING)
+        return;
+
+    if (t->http_status == 200 && rc != CURLE_OK && !t->error && !t->stream_failed) {
+        /* transport failure mid-stream */
+        if (maybe_retry(t))
+            return;
+        finish(t, "error", provider_transport_error_json(rc, t->saw_bytes));
+    } else if (t->http_status == 200) {
+        if (t->error) {
+            finish(t, "error", json_incref(t->error));
+        } else if (t->stream_failed) {
+            finish(t, "error", json_pack("{s:s,s:s}", "code", "provider_bad_stream", "message",
+                                         "the provider sent a stream we could not read"));
+        } else if (oai_stream_done(t->oai) || oai_stream_finish_reason(t->oai)) {
+            finish(t, "complete", NULL);
+        } else {
+            finish(t, "error", provider_transport_error_json(CURLE_PARTIAL_FILE, true));
+        }
+    } else if (t->http_status >= 400) {
+        bool retryable = t->http_status == 429 || t->http_status >= 500;
+        if (retryable && maybe_retry(t))
+            return;
+        finish(t, "error", provider_error_json(t->http_status, buf_str(&t->errbody),
+                                               t->errbody.len));
+    } else {
+        if (maybe_retry(t))
+            return;
+        finish(t, "error", rc != CURLE_OK ? provider_transport_error_json(rc, false)
+                                          : provider_error_json(t->http_status, NULL, 0));
+    }
+}
+
+static void attempt_start(struct turn *t)
+{
+    t->state = T_CONNECTING;
+    t->http_status = 0;
+    t->retry_after_s = -1;
+    t->saw_bytes = false;
+    t->stream_failed = false;
+    json_decref(t->error);
+    t->error = NULL;
+    buf_reset(&t->errbody);
+    sse_parser_free(t->sse);
+    t->sse = sse_parser_new(LIMIT_UPSTREAM_SSE_LINE, on_sse_event, t);
+    oai_stream_free(t->oai);
+    t->oai = oai_stream_new();
+    t->easy = provider_easy_new(t->app, &t->pc, "/chat/completions", t->request_body, true,
+                                &t->hdrs);
+    if (!t->easy) {
+        finish(t, "error", json_pack("{s:s,s:s}", "code", "internal_error", "message",
+                                     "cannot start the provider request"));
+        return;
+    }
+    curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+    if (curlev_add(t->app->curl, t->easy, on_transfer_done, t) != 0) {
+        curl_easy_cleanup(t->easy);
+        t->easy = NULL;
+        finish(t, "error", json_pack("{s:s,s:s}", "code", "internal_error", "message",
+                                     "cannot start the provider request"));
+    }
+}
+
+/* ---- public ------------------------------------------------------------------------ */
+
+void turn_start(struct app *app, struct turn_spec *spec)
+{
+    struct turn *t = xcalloc(1, sizeof *t);
+    t->app = app;
+    t->refs = 1; /* the registry's */
+    t->msg = spec->msg;
+    memset(&spec->msg, 0, sizeof spec->msg);
+    memcpy(t->user_id, spec->user_id, sizeof t->user_id);
+    t->pc = spec->pc;
+    memset(&spec->pc, 0, sizeof spec->pc);
+    t->request_body = json_dumps(spec->request, JSON_COMPACT);
+    json_decref(spec->request);
+    spec->request = NULL;
+    t->title_seed = spec->title_seed;
+    spec->title_seed = NULL;
+    buf_init(&t->errbody, LIMIT_UPSTREAM_ERROR);
+    buf_init(&t->log, LIMIT_SSE_EVENT_LOG);
+    t->started_us = mono_us();
+    t->oai = oai_stream_new();
+    t->next = app->turns->head;
+    app->turns->head = t;
+    t->persist_timer = event_new(app->base, -1, EV_PERSIST, on_persist_timer, t);
+    struct timeval tv = {app->cfg.persist_ms / 1000, (app->cfg.persist_ms % 1000) * 1000};
+    event_add(t->persist_timer, &tv);
+    log_info("turn started", "turn", t->msg.id, "chat", t->msg.chat_id, "model", t->msg.model,
+             NULL);
+    attempt_start(t);
+}
+
+static void on_sub_gone(struct sse_conn *conn, void *arg)
+{
+    struct subscriber *s = arg;
+    struct turn *t = s->turn;
+    struct subscriber **pp = &t->subs;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    free(s);
+}
+
+bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *req,
+                    const char *req_id, const char *path, int64_t start_us,
+                    long long last_event_id)
+{
+    struct turn *t = find(app, msg_id);
+    if (!t)
+        return false;
+    struct subscriber *s = xcalloc(1, sizeof *s);
+    s->turn = t;
+    s->conn = sse_conn_open(app, req, req_id, path, start_us, on_sub_gone, s);
+    size_t from = last_event_id < 0 ? 0 : (size_t)last_event_id;
+    if (from < t->nevents) {
+        if (t->log_truncated) {
+            /* No full replay available: one snapshot of the message so far. */
+            json_t *m = message_now(t);
+            char *d = json_dumps(json_pack("{s:o}", "message", m), JSON_COMPACT);
+            sse_conn_event(s->conn, (long long)t->nevents, "snapshot", d);
+            free(d);
+        } else {
+            sse_conn_write(s->conn, t->log.p + t->offs[from], t->log.len - t->offs[from]);
+        }
+    }
+    if (t->state == T_DONE) {
+        sse_conn_close(s->conn);
+        free(s);
+        return true;
+    }
+    s->next = t->subs;
+    t->subs = s;
+    return true;
+}
+
+int turn_stop(struct app *app, const char *msg_id)
+{
+    struct turn *t = find(app, msg_id);
+    if (!t)
+        return -1;
+    if (t->state >= T_FINISHING)
+        return 1;
+    finish(t, "stopped", NULL);
+    return 0;
+}
+
+void turns_shutdown(struct app *app)
+{
+    for (struct turn *t = app->turns->head; t; t = t->next) {
+        if (t->linger_timer)
+            evtimer_del(t->linger_timer);
+        if (t->state < T_FINISHING)
+            finish(t, "interrupted",
+                   json_pack("{s:s,s:s}", "code", "interrupted", "message",
+                             "the server shut down while the answer was being generated"));
+    }
+}
+
+size_t turns_active(struct app *app)
+{
+    size_t n = 0;
+    for (struct turn *t = app->turns->head; t; t = t->next)
+        if (t->state != T_DONE)
+            n++;
+    return n;
+}
+
+bool turns_idle(struct app *app)
+{
+    return turns_active(app) == 0;
+}

@@ -1,0 +1,531 @@
+/* main.c - the chatopenaii binary: read configuration, open the store, run
+ * the subcommand. `serve` builds the event loop, the worker pool and the
+ * HTTP server and runs until SIGTERM; everything else is a one-shot CLI. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "config.h"
+#include "http/http.h"
+#include "http/static.h"
+#include "lib/crypto.h"
+#include "lib/ids.h"
+#include "lib/log.h"
+#include "lib/pool.h"
+#include "llm/curlev.h"
+#include "llm/turn.h"
+#include "store/store.h"
+
+#define SHUTDOWN_GRACE_S 15
+
+static void usage(FILE *f)
+{
+    fputs("usage: chatopenaii <command>\n"
+          "  serve                         run the server (configured by CHATOPENAII_* variables)\n"
+          "  migrate                       apply pending database migrations\n"
+          "  admin create-user --email E [--name N] [--admin] (--password P | --password-stdin)\n"
+          "  admin rotate-master-key [--new-key KEY]\n"
+          "                                re-encrypt every stored provider key\n"
+          "  routes                        print the API routes\n"
+          "  version\n",
+          f);
+}
+
+static int mkdir_p(const char *path)
+{
+    char *tmp = xstrdup(path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+                free(tmp);
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    int rc = (mkdir(tmp, 0700) != 0 && errno != EEXIST) ? -1 : 0;
+    free(tmp);
+    return rc;
+}
+
+/* The master key: CHATOPENAII_MASTER_KEY, or a file generated in the data
+ * directory on first start. *from_file tells which. */
+static int master_key_get(struct config *cfg, unsigned char key[32], bool *from_file)
+{
+    char err[256];
+    *from_file = false;
+    if (cfg->master_key) {
+        if (crypto_master_key_parse(cfg->master_key, key, err, sizeof err) != 0) {
+            fprintf(stderr, "chatopenaii: CHATOPENAII_MASTER_KEY: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
+    char *path = xasprintf("%s/master.key", cfg->data_dir);
+    bool created = false;
+    int rc = crypto_master_key_load_or_create(path, key, &created, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "chatopenaii: master key %s: %s\n", path, err);
+    else if (created)
+        log_warn("generated a new master key; set CHATOPENAII_MASTER_KEY explicitly in production "
+                 "and keep a copy: without it stored provider keys cannot be decrypted",
+                 "path", path, NULL);
+    free(path);
+    *from_file = true;
+    return rc;
+}
+
+static int derive_keys(const unsigned char master[32], unsigned char box[32], int *version)
+{
+    unsigned char id[32];
+    if (crypto_hkdf(master, 32, "chatopenaii/provider-keys/v1", box) != 0 ||
+        crypto_hkdf(master, 32, "chatopenaii/key-id", id) != 0)
+        return -1;
+    *version = (int)(((unsigned)id[0] << 24 | (unsigned)id[1] << 16 | (unsigned)id[2] << 8 |
+                      (unsigned)id[3]) & 0x7fffffffu);
+    secure_wipe(id, sizeof id);
+    return 0;
+}
+
+static struct store *open_store(struct config *cfg)
+{
+    char err[256];
+    struct store *st = store_open(cfg->database_url, err, sizeof err);
+    if (!st)
+        fprintf(stderr, "chatopenaii: CHATOPENAII_DATABASE_URL: %s\n", err);
+    return st;
+}
+
+static int migrate(struct store *st)
+{
+    int from = 0, to = 0;
+    enum app_err e = store_migrate(st, &from, &to);
+    if (e != APP_OK) {
+        fprintf(stderr, "chatopenaii: migration failed: %s\n", store_errmsg(st));
+        return -1;
+    }
+    if (from != to) {
+        char f[16], t[16];
+        snprintf(f, sizeof f, "=%d", from);
+        snprintf(t, sizeof t, "=%d", to);
+        log_info("schema migrated", "from", f, "to", t, NULL);
+    }
+    return 0;
+}
+
+/* ---- serve ---------------------------------------------------------------------- */
+
+static void *worker_init(void *arg, int index)
+{
+    struct app *app = arg;
+    char err[256];
+    struct store *st = store_open(app->cfg.database_url, err, sizeof err);
+    if (!st)
+        log_error("worker cannot open the store", "detail", err, NULL);
+    return st;
+}
+
+static void worker_fini(void *ctx)
+{
+    store_close(ctx);
+}
+
+static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    static int ticks;
+    ticks++;
+    if ((turns_idle(app) && pool_pending(app->pool) == 0) || ticks > SHUTDOWN_GRACE_S * 100)
+        event_base_loopexit(app->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    if (app->shutting_down)
+        return;
+    log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    app->shutting_down = true;
+    http_server_stop_accepting(app);
+    turns_shutdown(app);
+    app->shutdown_poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
+    struct timeval tv = {0, 10000};
+    event_add(app->shutdown_poll, &tv);
+}
+
+struct purge_job {
+    int64_t n;
+};
+
+static void purge_work(void *arg, void *ctx)
+{
+    struct purge_job *j = arg;
+    (void)store_session_purge(ctx, now_ms(), &j->n);
+}
+
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    if (!app->shutting_down)
+        pool_submit(app->pool, purge_work, free, xcalloc(1, sizeof(struct purge_job)));
+}
+
+static int cmd_serve(struct app *app)
+{
+    struct config *cfg = &app->cfg;
+    unsigned char master[32];
+    bool from_file;
+    if (master_key_get(cfg, master, &from_file) != 0)
+        return 1;
+    int rc = derive_keys(master, app->box_key, &app->key_version);
+    secure_wipe(master, sizeof master);
+    if (rc != 0) {
+        fprintf(stderr, "chatopenaii: key derivation failed\n");
+        return 1;
+    }
+
+    struct store *st = open_store(cfg);
+    if (!st)
+        return 1;
+    if (migrate(st) != 0) {
+        store_close(st);
+        return 1;
+    }
+    int64_t n = 0;
+    if (store_message_mark_interrupted(st, &n) != APP_OK) {
+        fprintf(stderr, "chatopenaii: crash recovery failed: %s\n", store_errmsg(st));
+        store_close(st);
+        return 1;
+    }
+    if (n > 0) {
+        char s[32];
+        snprintf(s, sizeof s, "=%lld", (long long)n);
+        log_warn("answers interrupted by the last shutdown were marked interrupted", "count", s,
+                 NULL);
+    }
+    store_close(st);
+
+    app->started_ms = now_ms();
+    app->base = event_base_new();
+    app->curl = curlev_new(app->base);
+    app->turns = turns_new(app);
+    app->models = models_cache_new();
+    app->web = static_load(cfg->web_dir);
+    app->pool = pool_new(app->base, cfg->workers, worker_init, worker_fini, app);
+    if (!app->pool) {
+        fprintf(stderr, "chatopenaii: cannot start workers (CHATOPENAII_DATABASE_URL)\n");
+        return 1;
+    }
+    char err[256];
+    if (http_server_start(app, err, sizeof err) != 0) {
+        fprintf(stderr, "chatopenaii: %s\n", err);
+        return 1;
+    }
+    app->sig_term = evsignal_new(app->base, SIGTERM, on_signal, app);
+    app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
+    event_add(app->sig_term, NULL);
+    event_add(app->sig_int, NULL);
+    app->housekeeping = event_new(app->base, -1, EV_PERSIST, on_housekeeping, app);
+    struct timeval hk = {3600, 0};
+    event_add(app->housekeeping, &hk);
+
+    char port[16], workers[16];
+    snprintf(port, sizeof port, "=%d", app->port);
+    snprintf(workers, sizeof workers, "=%d", cfg->workers);
+    log_info("listening", "host", cfg->listen_host, "port", port, "workers", workers, "store",
+             "sqlite", "provider", cfg->provider_base_url, "default_key",
+             cfg->provider_api_key ? "=true" : "=false", NULL);
+
+    event_base_dispatch(app->base);
+
+    /* Orderly teardown: the pool first (finishes queued store writes). */
+    pool_free(app->pool);
+    app->pool = NULL;
+    turns_free(app->turns);
+    event_free(app->sig_term);
+    event_free(app->sig_int);
+    event_free(app->housekeeping);
+    if (app->shutdown_poll)
+        event_free(app->shutdown_poll);
+    evhttp_free(app->http);
+    curlev_free(app->curl);
+    models_cache_free(app->models);
+    static_free(app->web);
+    event_base_free(app->base);
+    secure_wipe(app->box_key, sizeof app->box_key);
+    log_info("stopped", NULL);
+    return 0;
+}
+
+/* ---- admin --------------------------------------------------------------------- */
+
+static const char *arg_value(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc - 1; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+static bool arg_flag(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int cmd_create_user(struct app *app, int argc, char **argv)
+{
+    const char *email = arg_value(argc, argv, "--email");
+    const char *name = arg_value(argc, argv, "--name");
+    const char *pw = arg_value(argc, argv, "--password");
+    char line[1100];
+    if (!pw && arg_flag(argc, argv, "--password-stdin")) {
+        if (!fgets(line, sizeof line, stdin)) {
+            fprintf(stderr, "chatopenaii: no password on stdin\n");
+            return 2;
+        }
+        line[strcspn(line, "\r\n")] = '\0';
+        pw = line;
+    }
+    if (!email || !pw) {
+        usage(stderr);
+        return 2;
+    }
+    if (strlen(pw) < 8) {
+        fprintf(stderr, "chatopenaii: password must be at least 8 characters\n");
+        return 2;
+    }
+    if (!strchr(email, '@')) {
+        fprintf(stderr, "chatopenaii: --email is not a valid address\n");
+        return 2;
+    }
+    struct store *st = open_store(&app->cfg);
+    if (!st || migrate(st) != 0) {
+        store_close(st);
+        return 1;
+    }
+    struct store_user u;
+    memset(&u, 0, sizeof u);
+    if (crypto_password_hash(pw, &u.password_hash) != 0) {
+        store_close(st);
+        return 1;
+    }
+    u.email = (char *)email;
+    u.name = (char *)name;
+    u.is_admin = arg_flag(argc, argv, "--admin");
+    enum app_err e = store_user_create(st, &u, true);
+    u.email = u.name = NULL;
+    int rc = 0;
+    if (e == APP_ECONFLICT) {
+        fprintf(stderr, "chatopenaii: a user with this email already exists\n");
+        rc = 1;
+    } else if (e != APP_OK) {
+        fprintf(stderr, "chatopenaii: cannot create user: %s\n", store_errmsg(st));
+        rc = 1;
+    } else {
+        struct store_user got;
+        memset(&got, 0, sizeof got);
+        (void)store_user_get(st, u.id, &got);
+        printf("created user %s (%s)%s\n", u.id, email, got.is_admin ? " as admin" : "");
+        store_user_clear(&got);
+    }
+    store_user_clear(&u);
+    store_close(st);
+    return rc;
+}
+
+static int cmd_rotate(struct app *app, int argc, char **argv)
+{
+    unsigned char oldk[32], newk[32], oldbox[32], newbox[32];
+    int oldv, newv;
+    bool from_file;
+    char err[256];
+    if (master_key_get(&app->cfg, oldk, &from_file) != 0)
+        return 1;
+    const char *given = arg_value(argc, argv, "--new-key");
+    if (given) {
+        if (crypto_master_key_parse(given, newk, err, sizeof err) != 0) {
+            fprintf(stderr, "chatopenaii: --new-key: %s\n", err);
+            return 2;
+        }
+    } else if (crypto_random(newk, sizeof newk) != 0) {
+        return 1;
+    }
+    if (derive_keys(oldk, oldbox, &oldv) || derive_keys(newk, newbox, &newv))
+        return 1;
+    if (oldv == newv) {
+        fprintf(stderr, "chatopenaii: the new master key equals the current one\n");
+        return 2;
+    }
+    char hex[65];
+    if (crypto_hex_encode(newk, 32, hex, sizeof hex) != 0)
+        return 1;
+    char *path = xasprintf("%s/master.key", app->cfg.data_dir);
+    char *tmp = xasprintf("%s/master.key.new", app->cfg.data_dir);
+    if (from_file) {
+        /* Write the new key before touching the database, so no moment
+         * exists where the rows are sealed with a key that is nowhere. */
+        unlink(tmp);
+        FILE *f = NULL;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd >= 0)
+            f = fdopen(fd, "w");
+        if (!f || fprintf(f, "%s\n", hex) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+            fprintf(stderr, "chatopenaii: cannot write %s\n", tmp);
+            if (f)
+                fclose(f);
+            return 1;
+        }
+        fclose(f);
+    }
+    struct store *st = open_store(&app->cfg);
+    if (!st || migrate(st) != 0) {
+        store_close(st);
+        return 1;
+    }
+    struct store_conn *list = NULL;
+    size_t n = 0;
+    enum app_err e = store_begin(st);
+    if (e == APP_OK)
+        e = store_conn_list_all(st, &list, &n);
+    size_t done = 0;
+    for (size_t i = 0; e == APP_OK && i < n; i++) {
+        struct store_conn *c = &list[i];
+        if (!c->key_ct || !c->key_ct_len)
+            continue;
+        if (c->key_version != oldv) {
+            fprintf(stderr, "chatopenaii: connection %s is sealed with another master key\n", c->id);
+            e = APP_ECRYPTO;
+            break;
+        }
+        char *aad = xasprintf("chatopenaii/provider-key|%s|%s", c->owner_id, c->id);
+        char *plain = NULL;
+        size_t plen = 0;
+        unsigned char *ct = NULL;
+        size_t ctlen = 0;
+        if (crypto_box_open(oldbox, aad, strlen(aad), c->key_ct, c->key_ct_len, &plain, &plen) ||
+            crypto_box_seal(newbox, aad, strlen(aad), plain, plen, &ct, &ctlen)) {
+            fprintf(stderr, "chatopenaii: connection %s does not decrypt\n", c->id);
+            e = APP_ECRYPTO;
+        } else {
+            e = store_conn_set_key(st, c->id, ct, ctlen, newv);
+            done++;
+        }
+        if (plain) {
+            secure_wipe(plain, plen);
+            free(plain);
+        }
+        free(ct);
+        free(aad);
+    }
+    store_conn_list_free(list, n);
+    if (e == APP_OK)
+        e = store_commit(st);
+    else
+        store_rollback(st);
+    store_close(st);
+    int rc = 0;
+    if (e != APP_OK) {
+        fprintf(stderr, "chatopenaii: rotation failed; nothing was changed\n");
+        if (from_file)
+            unlink(tmp);
+        rc = 1;
+    } else {
+        printf("re-encrypted %zu provider key(s)\n", done);
+        if (from_file) {
+            if (rename(tmp, path) != 0) {
+                fprintf(stderr, "chatopenaii: keys were re-encrypted but %s could not replace %s;"
+                                " move it into place before starting the server\n", tmp, path);
+                rc = 1;
+            } else {
+                printf("the new master key is in %s\n", path);
+            }
+        } else if (!given) {
+            printf("set CHATOPENAII_MASTER_KEY=%s before the next start\n", hex);
+        } else {
+            printf("set CHATOPENAII_MASTER_KEY to the new key before the next start\n");
+        }
+    }
+    secure_wipe(hex, sizeof hex);
+    secure_wipe(oldk, 32);
+    secure_wipe(newk, 32);
+    secure_wipe(oldbox, 32);
+    secure_wipe(newbox, 32);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0) {
+        printf("chatopenaii 0.1.0\n");
+        return 0;
+    }
+    if (strcmp(cmd, "routes") == 0) {
+        for (size_t i = 0; i < api_routes_count; i++)
+            printf("%s %s\n", api_routes[i].method, api_routes[i].pattern);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct app app;
+    memset(&app, 0, sizeof app);
+    char err[512];
+    if (config_load(&app.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "chatopenaii: invalid configuration: %s\n", err);
+        config_cleanup(&app.cfg);
+        return 2;
+    }
+    log_set_level((enum log_level)app.cfg.log_level);
+    if (mkdir_p(app.cfg.data_dir) != 0) {
+        fprintf(stderr, "chatopenaii: CHATOPENAII_DATA_DIR: cannot create %s: %s\n",
+                app.cfg.data_dir, strerror(errno));
+        config_cleanup(&app.cfg);
+        return 2;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (strcmp(cmd, "serve") == 0) {
+        rc = cmd_serve(&app);
+    } else if (strcmp(cmd, "migrate") == 0) {
+        struct store *st = open_store(&app.cfg);
+        rc = (st && migrate(st) == 0) ? 0 : 1;
+        if (rc == 0)
+            printf("schema version %d\n", store_schema_version(st));
+        store_close(st);
+    } else if (strcmp(cmd, "admin") == 0 && argc >= 3 && strcmp(argv[2], "create-user") == 0) {
+        rc = cmd_create_user(&app, argc - 3, argv + 3);
+    } else if (strcmp(cmd, "admin") == 0 && argc >= 3 &&
+               strcmp(argv[2], "rotate-master-key") == 0) {
+        rc = cmd_rotate(&app, argc - 3, argv + 3);
+    } else {
+        usage(stderr);
+        rc = 2;
+    }
+    curl_global_cleanup();
+    config_cleanup(&app.cfg);
+    return rc;
+}

@@ -1,0 +1,361 @@
+/* store.c - the public face of store.h: picks a back end from the database
+ * URL and forwards every call through the handle's store_ops table. Also
+ * holds the back-end-independent parts: the *_clear / *_list_free helpers
+ * and the error buffer.
+ */
+#include "store_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void store_set_error(struct store *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->errmsg, sizeof st->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static void store_open_error(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+struct store *store_open(const char *url, char *err, size_t errlen)
+{
+    const char *path;
+
+    if (!url || !*url) {
+        store_open_error(err, errlen, "empty database url");
+        return NULL;
+    }
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        path = url + 7;
+    } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        store_open_error(err, errlen, "postgresql back end not available in this build");
+        return NULL;
+    } else if (strstr(url, "://")) {
+        store_open_error(err, errlen, "unknown database url scheme");
+        return NULL;
+    } else {
+        path = url;
+    }
+    if (!*path) {
+        store_open_error(err, errlen, "empty sqlite path");
+        return NULL;
+    }
+    return store_sqlite_open(path, err, errlen);
+}
+
+void store_close(struct store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+const char *store_errmsg(struct store *st)
+{
+    return st ? st->errmsg : "no store";
+}
+
+const char *store_backend(struct store *st)
+{
+    return st->ops->name;
+}
+
+enum app_err store_migrate(struct store *st, int *from, int *to)
+{
+    return st->ops->migrate(st, from, to);
+}
+
+int store_schema_version(struct store *st)
+{
+    return st->ops->schema_version(st);
+}
+
+enum app_err store_ping(struct store *st)
+{
+    return st->ops->ping(st);
+}
+
+enum app_err store_begin(struct store *st)
+{
+    return st->ops->begin(st);
+}
+
+enum app_err store_commit(struct store *st)
+{
+    return st->ops->commit(st);
+}
+
+void store_rollback(struct store *st)
+{
+    st->ops->rollback(st);
+}
+
+/* ---- users --------------------------------------------------------------- */
+
+void store_user_clear(struct store_user *u)
+{
+    if (!u)
+        return;
+    free(u->email);
+    free(u->name);
+    if (u->password_hash) {
+        secure_wipe(u->password_hash, strlen(u->password_hash));
+        free(u->password_hash);
+    }
+    memset(u, 0, sizeof *u);
+}
+
+enum app_err store_user_create(struct store *st, struct store_user *u, bool first_is_admin)
+{
+    return st->ops->user_create(st, u, first_is_admin);
+}
+
+enum app_err store_user_get(struct store *st, const char *id, struct store_user *out)
+{
+    return st->ops->user_get(st, id, out);
+}
+
+enum app_err store_user_get_by_email(struct store *st, const char *email, struct store_user *out)
+{
+    return st->ops->user_get_by_email(st, email, out);
+}
+
+enum app_err store_user_set_password(struct store *st, const char *id, const char *password_hash)
+{
+    return st->ops->user_set_password(st, id, password_hash);
+}
+
+enum app_err store_user_count(struct store *st, int64_t *out)
+{
+    return st->ops->user_count(st, out);
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+void store_session_clear(struct store_session *s)
+{
+    if (!s)
+        return;
+    free(s->user_agent);
+    free(s->ip);
+    memset(s, 0, sizeof *s);
+}
+
+void store_session_list_free(struct store_session *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_session_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_session_create(struct store *st, struct store_session *s)
+{
+    return st->ops->session_create(st, s);
+}
+
+enum app_err store_session_get_by_hash(struct store *st, const char *token_hash, int64_t now,
+                                       struct store_session *out)
+{
+    return st->ops->session_get_by_hash(st, token_hash, now, out);
+}
+
+enum app_err store_session_touch(struct store *st, const char *id, int64_t now, int64_t expires_at)
+{
+    return st->ops->session_touch(st, id, now, expires_at);
+}
+
+enum app_err store_session_list(struct store *st, const char *user_id, int64_t now,
+                                struct store_session **out, size_t *n)
+{
+    return st->ops->session_list(st, user_id, now, out, n);
+}
+
+enum app_err store_session_delete(struct store *st, const char *user_id, const char *id)
+{
+    return st->ops->session_delete(st, user_id, id);
+}
+
+enum app_err store_session_delete_all(struct store *st, const char *user_id, const char *keep_id)
+{
+    return st->ops->session_delete_all(st, user_id, keep_id);
+}
+
+enum app_err store_session_purge(struct store *st, int64_t now, int64_t *n)
+{
+    return st->ops->session_purge(st, now, n);
+}
+
+/* ---- provider connections ------------------------------------------------ */
+
+void store_conn_clear(struct store_conn *c)
+{
+    if (!c)
+        return;
+    free(c->name);
+    free(c->base_url);
+    free(c->key_ct);
+    memset(c, 0, sizeof *c);
+}
+
+void store_conn_list_free(struct store_conn *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_conn_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_conn_upsert(struct store *st, struct store_conn *c)
+{
+    return st->ops->conn_upsert(st, c);
+}
+
+enum app_err store_conn_get_default(struct store *st, const char *owner_id, struct store_conn *out)
+{
+    return st->ops->conn_get_default(st, owner_id, out);
+}
+
+enum app_err store_conn_delete_default(struct store *st, const char *owner_id)
+{
+    return st->ops->conn_delete_default(st, owner_id);
+}
+
+enum app_err store_conn_list_all(struct store *st, struct store_conn **out, size_t *n)
+{
+    return st->ops->conn_list_all(st, out, n);
+}
+
+enum app_err store_conn_set_key(struct store *st, const char *id, const unsigned char *ct,
+                                size_t ct_len, int key_version)
+{
+    return st->ops->conn_set_key(st, id, ct, ct_len, key_version);
+}
+
+/* ---- chats --------------------------------------------------------------- */
+
+void store_chat_clear(struct store_chat *c)
+{
+    if (!c)
+        return;
+    free(c->title);
+    free(c->model);
+    free(c->system_prompt);
+    free(c->params);
+    memset(c, 0, sizeof *c);
+}
+
+void store_chat_list_free(struct store_chat *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_chat_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_chat_create(struct store *st, struct store_chat *c)
+{
+    return st->ops->chat_create(st, c);
+}
+
+enum app_err store_chat_get(struct store *st, const char *owner_id, const char *id,
+                            struct store_chat *out)
+{
+    return st->ops->chat_get(st, owner_id, id, out);
+}
+
+enum app_err store_chat_list(struct store *st, const char *owner_id, int limit,
+                             int64_t before_ts, const char *before_id,
+                             struct store_chat **out, size_t *n)
+{
+    return st->ops->chat_list(st, owner_id, limit, before_ts, before_id, out, n);
+}
+
+enum app_err store_chat_update(struct store *st, const char *owner_id, const char *id,
+                               const struct store_chat_patch *p)
+{
+    return st->ops->chat_update(st, owner_id, id, p);
+}
+
+enum app_err store_chat_delete(struct store *st, const char *owner_id, const char *id)
+{
+    return st->ops->chat_delete(st, owner_id, id);
+}
+
+enum app_err store_chat_touch(struct store *st, const char *id, int64_t now)
+{
+    return st->ops->chat_touch(st, id, now);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+void store_message_clear(struct store_message *m)
+{
+    if (!m)
+        return;
+    free(m->content);
+    free(m->model);
+    free(m->error);
+    memset(m, 0, sizeof *m);
+}
+
+void store_message_list_free(struct store_message *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_message_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_message_create(struct store *st, struct store_message *m)
+{
+    return st->ops->message_create(st, m);
+}
+
+enum app_err store_message_get(struct store *st, const char *owner_id, const char *id,
+                               struct store_message *out)
+{
+    return st->ops->message_get(st, owner_id, id, out);
+}
+
+enum app_err store_message_list(struct store *st, const char *chat_id,
+                                struct store_message **out, size_t *n)
+{
+    return st->ops->message_list(st, chat_id, out, n);
+}
+
+enum app_err store_message_path(struct store *st, const char *id,
+                                struct store_message **out, size_t *n)
+{
+    return st->ops->message_path(st, id, out, n);
+}
+
+enum app_err store_message_update(struct store *st, const char *id, const char *content,
+                                  const char *status, const char *error,
+                                  int64_t prompt_tokens, int64_t completion_tokens)
+{
+    return st->ops->message_update(st, id, content, status, error, prompt_tokens,
+                                   completion_tokens);
+}
+
+enum app_err store_message_newest_leaf(struct store *st, const char *id, char out[STORE_ID_LEN + 1])
+{
+    return st->ops->message_newest_leaf(st, id, out);
+}
+
+enum app_err store_message_mark_interrupted(struct store *st, int64_t *n)
+{
+    return st->ops->message_mark_interrupted(st, n);
+}

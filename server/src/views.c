@@ -1,0 +1,79 @@
+/* views.c - resource -> JSON; see views.h. */
+#include "views.h"
+
+#include <string.h>
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *id_or_null(const char *s)
+{
+    return (s && *s) ? json_string(s) : json_null();
+}
+
+json_t *view_json_text(const char *text, json_t *fallback)
+{
+    if (text) {
+        json_t *v = json_loads(text, 0, NULL);
+        if (v) {
+            json_decref(fallback);
+            return v;
+        }
+    }
+    return fallback ? fallback : json_null();
+}
+
+json_t *view_user(const struct store_user *u)
+{
+    return json_pack("{s:s,s:s,s:o,s:b,s:I,s:I}", "id", u->id, "email", u->email, "name",
+                     str_or_null(u->name), "is_admin", u->is_admin, "created_at",
+                     (json_int_t)u->created_at, "updated_at", (json_int_t)u->updated_at);
+}
+
+json_t *view_session(const struct store_session *s, bool current)
+{
+    return json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:b}", "id", s->id, "user_agent",
+                     str_or_null(s->user_agent), "ip", str_or_null(s->ip), "created_at",
+                     (json_int_t)s->created_at, "last_seen_at", (json_int_t)s->last_seen_at,
+                     "expires_at", (json_int_t)s->expires_at, "current", current);
+}
+
+json_t *view_chat(const struct store_chat *c)
+{
+    return json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:I,s:I}", "id", c->id, "title",
+                     str_or_null(c->title), "model", str_or_null(c->model), "system_prompt",
+                     str_or_null(c->system_prompt), "params",
+                     view_json_text(c->params, json_object()), "folder_id",
+                     id_or_null(c->folder_id), "workspace_id", id_or_null(c->workspace_id),
+                     "current_leaf_id", id_or_null(c->current_leaf_id), "created_at",
+                     (json_int_t)c->created_at, "updated_at", (json_int_t)c->updated_at);
+}
+
+json_t *view_message(const struct store_message *m)
+{
+    json_t *usage = json_null();
+    if (m->prompt_tokens >= 0 || m->completion_tokens >= 0)
+        usage = json_pack("{s:o,s:o}", "prompt_tokens",
+                          m->prompt_tokens >= 0 ? json_integer(m->prompt_tokens) : json_null(),
+                          "completion_tokens",
+                          m->completion_tokens >= 0 ? json_integer(m->completion_tokens)
+                                                    : json_null());
+    return json_pack("{s:s,s:s,s:o,s:s,s:o,s:o,s:s,s:o,s:o,s:I,s:I}", "id", m->id, "chat_id",
+                     m->chat_id, "parent_id", id_or_null(m->parent_id), "role", m->role,
+                     "content", view_json_text(m->content, json_array()), "model",
+                     str_or_null(m->model), "status", m->status, "error",
+                     view_json_text(m->error, NULL), "usage", usage, "created_at",
+                     (json_int_t)m->created_at, "updated_at", (json_int_t)m->updated_at);
+}
+
+json_t *view_connection(const struct store_conn *c)
+{
+    bool has_key = c->key_ct && c->key_ct_len > 0;
+    return json_pack("{s:s,s:s,s:b,s:o,s:s,s:I,s:I}", "id", c->id, "base_url", c->base_url,
+                     "has_key", has_key, "key_last4",
+                     has_key ? json_string(c->key_last4) : json_null(), "source", "user",
+                     "created_at", (json_int_t)c->created_at, "updated_at",
+                     (json_int_t)c->updated_at);
+}

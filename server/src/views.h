@@ -1,0 +1,20 @@
+/* views.h - the JSON shapes of our resources, in one place, so the REST
+ * handlers and the live stream describe a message identically. Every
+ * function returns a new reference. Secrets never enter these shapes. */
+#ifndef COAI_VIEWS_H
+#define COAI_VIEWS_H
+
+#include <jansson.h>
+
+#include "store/store.h"
+
+json_t *view_user(const struct store_user *u);
+json_t *view_session(const struct store_session *s, bool current);
+json_t *view_chat(const struct store_chat *c);
+json_t *view_message(const struct store_message *m);
+/* The connection without its key: base_url, key_last4, has_key, source. */
+json_t *view_connection(const struct store_conn *c);
+/* Parse stored JSON text; NULL/invalid text gives fallback (may be NULL = json null). */
+json_t *view_json_text(const char *text, json_t *fallback);
+
+#endif

@@ -1,0 +1,1328 @@
+/* test_store.c - cmocka unit tests for the store (SQLite back end): every
+ * function of store.h, ownership rules, pagination, message trees, schema
+ * migrations and file-backed databases shared by several handles. Prints one
+ * summary line "unit-store: N passed, N failed" and fails on any failure.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/common.h"
+#include "lib/ids.h"
+#include "store/store.h"
+
+/* ---- fixtures and helpers ------------------------------------------------ */
+
+struct fixture {
+    struct store *st;
+    char alice[STORE_ID_LEN + 1];
+    char bob[STORE_ID_LEN + 1];
+};
+
+static struct store *test_store_open_memory(void)
+{
+    char err[256] = "";
+    struct store *st = store_open(":memory:", err, sizeof err);
+    if (!st)
+        fail_msg("store_open: %s", err);
+    int from = -2, to = -2;
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, 0);
+    assert_true(to >= 1);
+    return st;
+}
+
+static void test_store_make_user(struct store *st, const char *email, bool first_is_admin,
+                                 char id[STORE_ID_LEN + 1])
+{
+    struct store_user u = { .email = (char *)email, .password_hash = (char *)"$argon2id$x" };
+    enum app_err e = store_user_create(st, &u, first_is_admin);
+    if (e != APP_OK)
+        fail_msg("user_create %s: %s", email, store_errmsg(st));
+    memcpy(id, u.id, STORE_ID_LEN + 1);
+}
+
+static int test_store_setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof *f);
+    f->st = test_store_open_memory();
+    test_store_make_user(f->st, "alice@example.com", true, f->alice);
+    test_store_make_user(f->st, "bob@example.com", true, f->bob);
+    *state = f;
+    return 0;
+}
+
+static int test_store_teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    free(f);
+    return 0;
+}
+
+static void test_store_make_chat(struct store *st, const char *owner, char id[STORE_ID_LEN + 1])
+{
+    struct store_chat c = { 0 };
+    snprintf(c.owner_id, sizeof c.owner_id, "%s", owner);
+    if (store_chat_create(st, &c) != APP_OK)
+        fail_msg("chat_create: %s", store_errmsg(st));
+    memcpy(id, c.id, STORE_ID_LEN + 1);
+}
+
+static void test_store_make_msg(struct store *st, const char *chat, const char *parent,
+                                const char *role, int64_t created_at, char id[STORE_ID_LEN + 1])
+{
+    struct store_message m = { .content = (char *)"[{\"type\":\"text\",\"text\":\"hi\"}]",
+                               .prompt_tokens = -1, .completion_tokens = -1,
+                               .created_at = created_at };
+    snprintf(m.chat_id, sizeof m.chat_id, "%s", chat);
+    snprintf(m.parent_id, sizeof m.parent_id, "%s", parent ? parent : "");
+    snprintf(m.role, sizeof m.role, "%s", role);
+    if (store_message_create(st, &m) != APP_OK)
+        fail_msg("message_create: %s", store_errmsg(st));
+    memcpy(id, m.id, STORE_ID_LEN + 1);
+}
+
+/* A fresh temporary directory, and removal of it with its database files. */
+static void test_store_tmpdir(char dir[64])
+{
+    snprintf(dir, 64, "/tmp/test_store.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+}
+
+static void test_store_rmdir(const char *dir)
+{
+    static const char *const names[] = { "a.db", "a.db-wal", "a.db-shm", "a.db-journal" };
+    char path[128];
+    for (size_t i = 0; i < COAI_ARRAY_LEN(names); i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static struct store *test_store_open_file(const char *dir, bool migrate)
+{
+    char url[128], err[256] = "";
+    snprintf(url, sizeof url, "sqlite:%s/a.db", dir);
+    struct store *st = store_open(url, err, sizeof err);
+    if (!st)
+        fail_msg("store_open %s: %s", url, err);
+    if (migrate)
+        assert_int_equal(store_migrate(st, NULL, NULL), APP_OK);
+    return st;
+}
+
+/* A raw sqlite3 connection to the same file, for checks the API does not offer. */
+static sqlite3 *test_store_raw(const char *dir)
+{
+    char path[128];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof path, "%s/a.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    return db;
+}
+
+static void test_store_raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "raw exec: %s\n", msg ? msg : "?");
+        sqlite3_free(msg);
+        fail();
+    }
+}
+
+static int64_t test_store_raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void test_open_urls(void **state)
+{
+    char err[256];
+    struct store *st;
+
+    st = store_open(":memory:", err, sizeof err);
+    assert_non_null(st);
+    assert_string_equal(store_backend(st), "sqlite");
+    assert_int_equal(store_ping(st), APP_OK);
+    store_close(st);
+
+    st = store_open("sqlite::memory:", err, sizeof err);
+    assert_non_null(st);
+    assert_int_equal(store_ping(st), APP_OK);
+    store_close(st);
+
+    static const char *const bad[] = { "", "sqlite:", "postgres://u@h/db", "mysql://x/y",
+                                       "/nonexistent-dir-for-test/x.db" };
+    for (size_t i = 0; i < COAI_ARRAY_LEN(bad); i++) {
+        err[0] = '\0';
+        assert_null(store_open(bad[i], err, sizeof err));
+        assert_true(err[0] != '\0');
+    }
+    assert_null(store_open(NULL, NULL, 0));
+    store_close(NULL);
+    assert_non_null(store_errmsg(NULL));
+}
+
+static void test_unmigrated(void **state)
+{
+    int64_t n = 0;
+    struct store *st = store_open(":memory:", NULL, 0);
+    assert_non_null(st);
+    assert_int_equal(store_schema_version(st), 0);
+    assert_int_equal(store_user_count(st, &n), APP_ESTORE);
+    assert_non_null(strstr(store_errmsg(st), "no such table"));
+    store_close(st);
+}
+
+static void test_migrate_idempotent(void **state)
+{
+    struct store *st = store_open(":memory:", NULL, 0);
+    int from = -2, to = -2;
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, 0);
+    assert_true(to >= 1);
+    int v = store_schema_version(st);
+    assert_int_equal(v, to);
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, v);
+    assert_int_equal(to, v);
+    assert_int_equal(store_schema_version(st), v);
+    assert_int_equal(store_migrate(st, NULL, NULL), APP_OK);
+    store_close(st);
+}
+
+static void test_transactions(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user u = { 0 }, got = { 0 };
+    int64_t n = 0;
+
+    /* rollback discards; the internal savepoint path is used inside */
+    assert_int_equal(store_begin(f->st), APP_OK);
+    assert_int_equal(store_begin(f->st), APP_ESTORE); /* no nesting */
+    u.email = (char *)"carol@example.com";
+    u.password_hash = (char *)"h";
+    assert_int_equal(store_user_create(f->st, &u, true), APP_OK);
+    assert_false(u.is_admin);
+    store_rollback(f->st);
+    assert_int_equal(store_user_get(f->st, u.id, &got), APP_ENOTFOUND);
+
+    /* a failed operation inside a transaction leaves the rest intact */
+    assert_int_equal(store_begin(f->st), APP_OK);
+    memset(u.id, 0, sizeof u.id);
+    assert_int_equal(store_user_create(f->st, &u, false), APP_OK);
+    struct store_user dup = { .email = (char *)"CAROL@example.com", .password_hash = (char *)"h" };
+    assert_int_equal(store_user_create(f->st, &dup, false), APP_ECONFLICT);
+    assert_int_equal(store_commit(f->st), APP_OK);
+    assert_int_equal(store_user_get(f->st, u.id, &got), APP_OK);
+    store_user_clear(&got);
+    assert_int_equal(store_user_count(f->st, &n), APP_OK);
+    assert_int_equal(n, 3);
+
+    assert_int_equal(store_commit(f->st), APP_ESTORE); /* nothing open */
+    store_rollback(f->st);                              /* harmless */
+}
+
+/* ---- users --------------------------------------------------------------- */
+
+static void test_user_create_get(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user u = { .email = (char *)"Dave@Example.com", .name = (char *)"Dave",
+                            .password_hash = (char *)"$argon2id$v=19$abc" };
+    struct store_user got = { 0 };
+    int64_t n = 0;
+
+    assert_int_equal(store_user_create(f->st, &u, false), APP_OK);
+    assert_true(ids_valid(u.id));
+    assert_true(u.created_at > 0);
+    assert_int_equal(u.updated_at, u.created_at);
+
+    assert_int_equal(store_user_get(f->st, u.id, &got), APP_OK);
+    assert_string_equal(got.id, u.id);
+    assert_string_equal(got.email, "Dave@Example.com");
+    assert_string_equal(got.name, "Dave");
+    assert_string_equal(got.password_hash, "$argon2id$v=19$abc");
+    assert_false(got.is_admin);
+    assert_int_equal(got.created_at, u.created_at);
+    store_user_clear(&got);
+    assert_null(got.email);
+    store_user_clear(&got); /* twice is fine */
+    store_user_clear(NULL);
+
+    assert_int_equal(store_user_get_by_email(f->st, "dave@EXAMPLE.com", &got), APP_OK);
+    assert_string_equal(got.id, u.id);
+    store_user_clear(&got);
+
+    assert_int_equal(store_user_get_by_email(f->st, "nobody@example.com", &got), APP_ENOTFOUND);
+    assert_int_equal(store_user_get(f->st, "00000000-0000-7000-8000-000000000000", &got),
+                     APP_ENOTFOUND);
+    assert_int_equal(store_user_get(f->st, NULL, &got), APP_ENOTFOUND);
+
+    /* explicit id and no name */
+    struct store_user e = { .email = (char *)"erin@example.com", .password_hash = (char *)"h" };
+    ids_new(e.id);
+    char want[STORE_ID_LEN + 1];
+    memcpy(want, e.id, sizeof want);
+    assert_int_equal(store_user_create(f->st, &e, false), APP_OK);
+    assert_string_equal(e.id, want);
+    assert_int_equal(store_user_get(f->st, want, &got), APP_OK);
+    assert_null(got.name);
+    store_user_clear(&got);
+
+    /* same id again */
+    struct store_user e2 = { .email = (char *)"erin2@example.com", .password_hash = (char *)"h" };
+    memcpy(e2.id, want, sizeof want);
+    assert_int_equal(store_user_create(f->st, &e2, false), APP_ECONFLICT);
+
+    /* missing password hash violates NOT NULL */
+    struct store_user np = { .email = (char *)"np@example.com" };
+    assert_int_equal(store_user_create(f->st, &np, false), APP_EINVAL);
+
+    assert_int_equal(store_user_count(f->st, &n), APP_OK);
+    assert_int_equal(n, 4);
+}
+
+static void test_user_email_conflict(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user u = { .email = (char *)"ALICE@example.COM", .password_hash = (char *)"h" };
+    assert_int_equal(store_user_create(f->st, &u, true), APP_ECONFLICT);
+    assert_true(store_errmsg(f->st)[0] != '\0');
+    int64_t n = 0;
+    assert_int_equal(store_user_count(f->st, &n), APP_OK);
+    assert_int_equal(n, 2);
+}
+
+static void test_user_first_admin(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user got = { 0 };
+
+    /* from the fixture: alice was first (admin), bob second (not) */
+    assert_int_equal(store_user_get(f->st, f->alice, &got), APP_OK);
+    assert_true(got.is_admin);
+    store_user_clear(&got);
+    assert_int_equal(store_user_get(f->st, f->bob, &got), APP_OK);
+    assert_false(got.is_admin);
+    store_user_clear(&got);
+
+    /* an explicit is_admin is honoured for later users */
+    struct store_user u = { .email = (char *)"root2@example.com", .password_hash = (char *)"h",
+                            .is_admin = true };
+    assert_int_equal(store_user_create(f->st, &u, true), APP_OK);
+    assert_true(u.is_admin);
+
+    /* first_is_admin false: the first user is not promoted */
+    struct store *st = test_store_open_memory();
+    struct store_user v = { .email = (char *)"x@example.com", .password_hash = (char *)"h" };
+    assert_int_equal(store_user_create(st, &v, false), APP_OK);
+    assert_false(v.is_admin);
+    assert_int_equal(store_user_get(st, v.id, &got), APP_OK);
+    assert_false(got.is_admin);
+    store_user_clear(&got);
+    store_close(st);
+}
+
+static void test_user_set_password(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user got = { 0 };
+    assert_int_equal(store_user_set_password(f->st, f->alice, "$argon2id$new"), APP_OK);
+    assert_int_equal(store_user_get(f->st, f->alice, &got), APP_OK);
+    assert_string_equal(got.password_hash, "$argon2id$new");
+    assert_true(got.updated_at >= got.created_at);
+    store_user_clear(&got);
+    assert_int_equal(store_user_set_password(f->st, "missing", "x"), APP_ENOTFOUND);
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static void test_store_make_session(struct store *st, const char *user, int n, int64_t expires,
+                                    struct store_session *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->user_id, sizeof out->user_id, "%s", user);
+    snprintf(out->token_hash, sizeof out->token_hash, "%064d", n);
+    out->user_agent = (char *)"curl/8";
+    out->ip = (char *)"127.0.0.1";
+    out->created_at = 500;
+    out->expires_at = expires;
+    if (store_session_create(st, out) != APP_OK)
+        fail_msg("session_create: %s", store_errmsg(st));
+    out->user_agent = NULL;
+    out->ip = NULL;
+}
+
+static void test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    struct store_session s1, s2, s3, s4, s5, s6, got = { 0 };
+    struct store_session *list = NULL;
+    size_t n = 0;
+    int64_t purged = -1;
+    const int64_t now = 1000;
+
+    test_store_make_session(f->st, f->alice, 1, 5000, &s1);
+    test_store_make_session(f->st, f->alice, 2, 1000, &s2); /* expires exactly now */
+    test_store_make_session(f->st, f->alice, 3, 3000, &s3);
+    test_store_make_session(f->st, f->bob, 4, 5000, &s4);
+    assert_true(ids_valid(s1.id));
+    assert_int_equal(s1.created_at, 500);
+    assert_int_equal(s1.last_seen_at, 500);
+
+    assert_int_equal(store_session_get_by_hash(f->st, s1.token_hash, now, &got), APP_OK);
+    assert_string_equal(got.id, s1.id);
+    assert_string_equal(got.user_id, f->alice);
+    assert_string_equal(got.token_hash, s1.token_hash);
+    assert_string_equal(got.user_agent, "curl/8");
+    assert_string_equal(got.ip, "127.0.0.1");
+    assert_int_equal(got.expires_at, 5000);
+    store_session_clear(&got);
+    assert_int_equal(store_session_get_by_hash(f->st, s2.token_hash, now, &got), APP_ENOTFOUND);
+    assert_int_equal(store_session_get_by_hash(f->st, s2.token_hash, now - 1, &got), APP_OK);
+    store_session_clear(&got);
+    assert_int_equal(store_session_get_by_hash(f->st, "nope", now, &got), APP_ENOTFOUND);
+
+    /* duplicate token hash */
+    struct store_session dup = { 0 };
+    snprintf(dup.user_id, sizeof dup.user_id, "%s", f->bob);
+    memcpy(dup.token_hash, s1.token_hash, sizeof dup.token_hash);
+    dup.expires_at = 9999;
+    assert_int_equal(store_session_create(f->st, &dup), APP_ECONFLICT);
+    struct store_session empty = { 0 };
+    snprintf(empty.user_id, sizeof empty.user_id, "%s", f->bob);
+    assert_int_equal(store_session_create(f->st, &empty), APP_EINVAL);
+
+    /* list hides expired ones; most recently seen first */
+    assert_int_equal(store_session_touch(f->st, s3.id, 2000, 9000), APP_OK);
+    assert_int_equal(store_session_touch(f->st, "missing", 2000, 9000), APP_ENOTFOUND);
+    assert_int_equal(store_session_list(f->st, f->alice, now, &list, &n), APP_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, s3.id);
+    assert_int_equal(list[0].last_seen_at, 2000);
+    assert_int_equal(list[0].expires_at, 9000);
+    assert_string_equal(list[1].id, s1.id);
+    store_session_list_free(list, n);
+    assert_int_equal(store_session_list(f->st, "nobody", now, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    store_session_list_free(NULL, 0);
+
+    /* delete: only one's own */
+    assert_int_equal(store_session_delete(f->st, f->alice, s4.id), APP_ENOTFOUND);
+    assert_int_equal(store_session_get_by_hash(f->st, s4.token_hash, now, &got), APP_OK);
+    store_session_clear(&got);
+    assert_int_equal(store_session_delete(f->st, f->bob, s4.id), APP_OK);
+    assert_int_equal(store_session_get_by_hash(f->st, s4.token_hash, now, &got), APP_ENOTFOUND);
+
+    /* delete_all keeps one */
+    test_store_make_session(f->st, f->bob, 7, 5000, &s4);
+    assert_int_equal(store_session_delete_all(f->st, f->alice, s1.id), APP_OK);
+    assert_int_equal(store_session_list(f->st, f->alice, 0, &list, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, s1.id);
+    store_session_list_free(list, n);
+    assert_int_equal(store_session_get_by_hash(f->st, s4.token_hash, now, &got), APP_OK);
+    store_session_clear(&got);
+
+    /* purge removes expired sessions of everyone */
+    test_store_make_session(f->st, f->alice, 5, 500, &s5);
+    test_store_make_session(f->st, f->bob, 6, 999, &s6);
+    assert_int_equal(store_session_purge(f->st, now, &purged), APP_OK);
+    assert_int_equal(purged, 2);
+    assert_int_equal(store_session_purge(f->st, now, &purged), APP_OK);
+    assert_int_equal(purged, 0);
+    assert_int_equal(store_session_purge(f->st, now, NULL), APP_OK);
+    assert_int_equal(store_session_get_by_hash(f->st, s5.token_hash, 0, &got), APP_ENOTFOUND);
+
+    /* delete_all without keep */
+    assert_int_equal(store_session_delete_all(f->st, f->alice, NULL), APP_OK);
+    assert_int_equal(store_session_list(f->st, f->alice, 0, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_session_list(f->st, f->bob, 0, &list, &n), APP_OK);
+    assert_int_equal(n, 1);
+    store_session_list_free(list, n);
+}
+
+/* ---- provider connections ------------------------------------------------ */
+
+static void test_conns(void **state)
+{
+    struct fixture *f = *state;
+    static const unsigned char key1[] = { 0x00, 0x01, 0xff, 0x00, 0x7f, 0x80, 0x00 };
+    static const unsigned char key2[] = { 0xde, 0xad, 0x00, 0xbe, 0xef };
+    struct store_conn c = { 0 }, got = { 0 };
+    struct store_conn *list = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_conn_get_default(f->st, f->alice, &got), APP_ENOTFOUND);
+
+    snprintf(c.owner_id, sizeof c.owner_id, "%s", f->alice);
+    c.name = (char *)"OpenAI";
+    c.base_url = (char *)"https://api.openai.com/v1";
+    c.key_ct = (unsigned char *)key1;
+    c.key_ct_len = sizeof key1;
+    c.key_version = 1;
+    snprintf(c.key_last4, sizeof c.key_last4, "abcd");
+    assert_int_equal(store_conn_upsert(f->st, &c), APP_OK);
+    assert_true(ids_valid(c.id));
+    assert_true(c.created_at > 0);
+
+    assert_int_equal(store_conn_get_default(f->st, f->alice, &got), APP_OK);
+    assert_string_equal(got.id, c.id);
+    assert_string_equal(got.owner_id, f->alice);
+    assert_string_equal(got.workspace_id, "");
+    assert_string_equal(got.name, "OpenAI");
+    assert_string_equal(got.base_url, "https://api.openai.com/v1");
+    assert_int_equal(got.key_ct_len, sizeof key1);
+    assert_memory_equal(got.key_ct, key1, sizeof key1);
+    assert_int_equal(got.key_version, 1);
+    assert_string_equal(got.key_last4, "abcd");
+    store_conn_clear(&got);
+    store_conn_clear(NULL);
+
+    /* upsert again replaces in place: same id and created_at */
+    struct store_conn c2 = { 0 };
+    snprintf(c2.owner_id, sizeof c2.owner_id, "%s", f->alice);
+    c2.base_url = (char *)"http://localhost:11434/v1";
+    assert_int_equal(store_conn_upsert(f->st, &c2), APP_OK);
+    assert_string_equal(c2.id, c.id);
+    assert_int_equal(c2.created_at, c.created_at);
+    assert_int_equal(store_conn_get_default(f->st, f->alice, &got), APP_OK);
+    assert_string_equal(got.base_url, "http://localhost:11434/v1");
+    assert_null(got.name);
+    assert_null(got.key_ct);
+    assert_int_equal(got.key_ct_len, 0);
+    assert_string_equal(got.key_last4, "");
+    store_conn_clear(&got);
+
+    /* list_all returns only connections with a key */
+    assert_int_equal(store_conn_list_all(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_conn_set_key(f->st, c.id, key2, sizeof key2, 2), APP_OK);
+    assert_int_equal(store_conn_set_key(f->st, "missing", key2, sizeof key2, 2), APP_ENOTFOUND);
+
+    struct store_conn b = { 0 };
+    snprintf(b.owner_id, sizeof b.owner_id, "%s", f->bob);
+    b.base_url = (char *)"https://example.org/v1";
+    b.key_ct = (unsigned char *)key1;
+    b.key_ct_len = sizeof key1;
+    b.key_version = 1;
+    assert_int_equal(store_conn_upsert(f->st, &b), APP_OK);
+    assert_string_not_equal(b.id, c.id);
+
+    assert_int_equal(store_conn_list_all(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].id, c.id) == 0) {
+            assert_int_equal(list[i].key_version, 2);
+            assert_int_equal(list[i].key_ct_len, sizeof key2);
+            assert_memory_equal(list[i].key_ct, key2, sizeof key2);
+        } else {
+            assert_string_equal(list[i].id, b.id);
+            assert_memory_equal(list[i].key_ct, key1, sizeof key1);
+        }
+    }
+    store_conn_list_free(list, n);
+
+    /* bad input */
+    struct store_conn w = { 0 };
+    snprintf(w.owner_id, sizeof w.owner_id, "%s", f->alice);
+    snprintf(w.workspace_id, sizeof w.workspace_id, "%s", f->bob);
+    w.base_url = (char *)"x";
+    assert_int_equal(store_conn_upsert(f->st, &w), APP_EINVAL);
+    struct store_conn nourl = { 0 };
+    snprintf(nourl.owner_id, sizeof nourl.owner_id, "%s", f->alice);
+    assert_int_equal(store_conn_upsert(f->st, &nourl), APP_EINVAL);
+    struct store_conn noowner = { .base_url = (char *)"x" };
+    snprintf(noowner.owner_id, sizeof noowner.owner_id, "nobody");
+    assert_int_equal(store_conn_upsert(f->st, &noowner), APP_EINVAL);
+
+    /* delete */
+    assert_int_equal(store_conn_delete_default(f->st, f->alice), APP_OK);
+    assert_int_equal(store_conn_get_default(f->st, f->alice, &got), APP_ENOTFOUND);
+    assert_int_equal(store_conn_delete_default(f->st, f->alice), APP_ENOTFOUND);
+    assert_int_equal(store_conn_get_default(f->st, f->bob, &got), APP_OK);
+    store_conn_clear(&got);
+}
+
+/* ---- chats --------------------------------------------------------------- */
+
+static void test_chat_create_get(void **state)
+{
+    struct fixture *f = *state;
+    struct store_chat c = { 0 }, got = { 0 };
+
+    snprintf(c.owner_id, sizeof c.owner_id, "%s", f->alice);
+    c.title = (char *)"Hello";
+    c.model = (char *)"gpt-4o-mini";
+    c.system_prompt = (char *)"Be brief.";
+    c.params = (char *)"{\"temperature\":0.7}";
+    assert_int_equal(store_chat_create(f->st, &c), APP_OK);
+    assert_true(ids_valid(c.id));
+    assert_true(c.created_at > 0);
+    assert_int_equal(c.updated_at, c.created_at);
+
+    assert_int_equal(store_chat_get(f->st, f->alice, c.id, &got), APP_OK);
+    assert_string_equal(got.id, c.id);
+    assert_string_equal(got.owner_id, f->alice);
+    assert_string_equal(got.workspace_id, "");
+    assert_string_equal(got.folder_id, "");
+    assert_string_equal(got.title, "Hello");
+    assert_string_equal(got.model, "gpt-4o-mini");
+    assert_string_equal(got.system_prompt, "Be brief.");
+    assert_string_equal(got.params, "{\"temperature\":0.7}");
+    assert_string_equal(got.current_leaf_id, "");
+    assert_int_equal(got.created_at, c.created_at);
+    store_chat_clear(&got);
+    store_chat_clear(NULL);
+
+    /* all-NULL chat */
+    struct store_chat e = { 0 };
+    snprintf(e.owner_id, sizeof e.owner_id, "%s", f->bob);
+    assert_int_equal(store_chat_create(f->st, &e), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->bob, e.id, &got), APP_OK);
+    assert_null(got.title);
+    assert_null(got.model);
+    assert_null(got.system_prompt);
+    assert_null(got.params);
+    store_chat_clear(&got);
+
+    /* invalid references and values */
+    struct store_chat bad = { 0 };
+    snprintf(bad.owner_id, sizeof bad.owner_id, "%s", f->alice);
+    snprintf(bad.folder_id, sizeof bad.folder_id, "no-such-folder");
+    assert_int_equal(store_chat_create(f->st, &bad), APP_EINVAL);
+    memset(&bad, 0, sizeof bad);
+    snprintf(bad.owner_id, sizeof bad.owner_id, "%s", f->alice);
+    snprintf(bad.workspace_id, sizeof bad.workspace_id, "no-such-workspace");
+    assert_int_equal(store_chat_create(f->st, &bad), APP_EINVAL);
+    memset(&bad, 0, sizeof bad);
+    snprintf(bad.owner_id, sizeof bad.owner_id, "nobody");
+    assert_int_equal(store_chat_create(f->st, &bad), APP_EINVAL);
+    memset(&bad, 0, sizeof bad);
+    snprintf(bad.owner_id, sizeof bad.owner_id, "%s", f->alice);
+    bad.params = (char *)"{not json";
+    assert_int_equal(store_chat_create(f->st, &bad), APP_EINVAL);
+    memset(&bad, 0, sizeof bad);
+    snprintf(bad.owner_id, sizeof bad.owner_id, "%s", f->alice);
+    snprintf(bad.current_leaf_id, sizeof bad.current_leaf_id, "%s", c.id);
+    assert_int_equal(store_chat_create(f->st, &bad), APP_EINVAL);
+    memset(&bad, 0, sizeof bad);
+    snprintf(bad.owner_id, sizeof bad.owner_id, "%s", f->alice);
+    memcpy(bad.id, c.id, sizeof bad.id);
+    assert_int_equal(store_chat_create(f->st, &bad), APP_ECONFLICT);
+
+    assert_int_equal(store_chat_get(f->st, f->alice, "missing", &got), APP_ENOTFOUND);
+}
+
+struct test_store_key {
+    int64_t ts;
+    char id[STORE_ID_LEN + 1];
+};
+
+static int test_store_key_cmp(const void *a, const void *b)
+{
+    const struct test_store_key *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts > y->ts ? -1 : 1;
+    return -strcmp(x->id, y->id);
+}
+
+static void test_chat_list_pagination(void **state)
+{
+    struct fixture *f = *state;
+    static const int64_t ts[] = { 100, 200, 200, 200, 300, 100, 200, 200 };
+    enum { N = COAI_ARRAY_LEN(ts) };
+    struct test_store_key want[N];
+    struct store_chat *list = NULL;
+    size_t n = 0, seen = 0;
+    char other[STORE_ID_LEN + 1];
+
+    for (size_t i = 0; i < N; i++) {
+        test_store_make_chat(f->st, f->alice, want[i].id);
+        want[i].ts = ts[i];
+        assert_int_equal(store_chat_touch(f->st, want[i].id, ts[i]), APP_OK);
+    }
+    test_store_make_chat(f->st, f->bob, other); /* never listed for alice */
+    qsort(want, N, sizeof want[0], test_store_key_cmp);
+
+    int64_t before_ts = 0;
+    char before_id[STORE_ID_LEN + 1] = "";
+    for (int page = 0; page < 10; page++) {
+        assert_int_equal(store_chat_list(f->st, f->alice, 3, before_ts,
+                                         page ? before_id : NULL, &list, &n),
+                         APP_OK);
+        if (n == 0)
+            break;
+        assert_true(n <= 3);
+        for (size_t i = 0; i < n; i++, seen++) {
+            assert_true(seen < N);
+            assert_string_equal(list[i].id, want[seen].id);
+            assert_int_equal(list[i].updated_at, want[seen].ts);
+            assert_string_equal(list[i].owner_id, f->alice);
+        }
+        before_ts = list[n - 1].updated_at;
+        memcpy(before_id, list[n - 1].id, sizeof before_id);
+        store_chat_list_free(list, n);
+        list = NULL;
+    }
+    assert_int_equal(seen, N);
+
+    /* one big page equals the whole order */
+    assert_int_equal(store_chat_list(f->st, f->alice, 100, 0, NULL, &list, &n), APP_OK);
+    assert_int_equal(n, N);
+    store_chat_list_free(list, n);
+
+    assert_int_equal(store_chat_list(f->st, f->alice, 0, 0, NULL, &list, &n), APP_EINVAL);
+    assert_int_equal(store_chat_list(f->st, "nobody", 10, 0, NULL, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+}
+
+static void test_chat_ownership(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], msg[STORE_ID_LEN + 1];
+    struct store_chat got = { 0 };
+    struct store_message m = { 0 };
+    struct store_chat_patch p = { .set_title = true, .title = "stolen" };
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "user", 0, msg);
+
+    assert_int_equal(store_chat_get(f->st, f->bob, chat, &got), APP_ENOTFOUND);
+    assert_int_equal(store_chat_update(f->st, f->bob, chat, &p), APP_ENOTFOUND);
+    assert_int_equal(store_chat_delete(f->st, f->bob, chat), APP_ENOTFOUND);
+    assert_int_equal(store_message_get(f->st, f->bob, msg, &m), APP_ENOTFOUND);
+
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_null(got.title);
+    store_chat_clear(&got);
+    assert_int_equal(store_message_get(f->st, f->alice, msg, &m), APP_OK);
+    assert_string_equal(m.id, msg);
+    store_message_clear(&m);
+}
+
+static void test_chat_patch(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], other[STORE_ID_LEN + 1];
+    char m1[STORE_ID_LEN + 1], m2[STORE_ID_LEN + 1];
+    struct store_chat got = { 0 };
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_chat(f->st, f->alice, other);
+    test_store_make_msg(f->st, chat, NULL, "user", 0, m1);
+    test_store_make_msg(f->st, other, NULL, "user", 0, m2);
+
+    struct store_chat_patch p = { .set_title = true, .title = "T",
+                                  .set_model = true, .model = "m",
+                                  .set_system_prompt = true, .system_prompt = "sp",
+                                  .set_params = true, .params = "{\"top_p\":1}",
+                                  .set_leaf = true, .current_leaf_id = m1 };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &p), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_string_equal(got.title, "T");
+    assert_string_equal(got.model, "m");
+    assert_string_equal(got.system_prompt, "sp");
+    assert_string_equal(got.params, "{\"top_p\":1}");
+    assert_string_equal(got.current_leaf_id, m1);
+    int64_t updated = got.updated_at;
+    store_chat_clear(&got);
+
+    /* unchanged fields stay; set_* with NULL clears */
+    struct store_chat_patch q = { .set_model = true, .model = NULL,
+                                  .set_title = false, .title = "ignored" };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &q), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_string_equal(got.title, "T");
+    assert_null(got.model);
+    assert_string_equal(got.system_prompt, "sp");
+    assert_string_equal(got.params, "{\"top_p\":1}");
+    assert_string_equal(got.current_leaf_id, m1);
+    assert_int_equal(got.updated_at, updated); /* edits are not activity */
+    store_chat_clear(&got);
+
+    /* empty patch and NULL patch succeed and change nothing */
+    struct store_chat_patch none = { 0 };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &none), APP_OK);
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, NULL), APP_OK);
+    assert_int_equal(store_chat_update(f->st, f->alice, "missing", &none), APP_ENOTFOUND);
+
+    /* leaf must belong to this chat; "" clears it */
+    struct store_chat_patch leaf = { .set_leaf = true, .current_leaf_id = m2 };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &leaf), APP_EINVAL);
+    leaf.current_leaf_id = "missing";
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &leaf), APP_EINVAL);
+    leaf.current_leaf_id = "";
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &leaf), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_string_equal(got.current_leaf_id, "");
+    assert_string_equal(got.title, "T");
+    store_chat_clear(&got);
+
+    /* folder must exist and be the owner's; "" and NULL clear it */
+    struct store_chat_patch fold = { .set_folder = true, .folder_id = "no-such-folder" };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &fold), APP_EINVAL);
+    fold.folder_id = "";
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &fold), APP_OK);
+    fold.folder_id = NULL;
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &fold), APP_OK);
+
+    /* invalid params JSON */
+    struct store_chat_patch bad = { .set_params = true, .params = "[" };
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &bad), APP_EINVAL);
+    bad.params = NULL;
+    assert_int_equal(store_chat_update(f->st, f->alice, chat, &bad), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_null(got.params);
+    store_chat_clear(&got);
+}
+
+static void test_chat_touch(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1];
+    struct store_chat got = { 0 };
+
+    test_store_make_chat(f->st, f->alice, chat);
+    assert_int_equal(store_chat_touch(f->st, chat, 4102444800000LL), APP_OK);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &got), APP_OK);
+    assert_int_equal(got.updated_at, 4102444800000LL);
+    assert_true(got.created_at < got.updated_at);
+    store_chat_clear(&got);
+    assert_int_equal(store_chat_touch(f->st, "missing", 1), APP_ENOTFOUND);
+}
+
+static void test_chat_delete_cascade(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], keep[STORE_ID_LEN + 1], prev[STORE_ID_LEN + 1];
+    char id[STORE_ID_LEN + 1], kept_msg[STORE_ID_LEN + 1];
+    struct store_message *list = NULL, m = { 0 };
+    size_t n = 0;
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_chat(f->st, f->alice, keep);
+    test_store_make_msg(f->st, keep, NULL, "user", 0, kept_msg);
+
+    /* a deep chain (past SQLite's trigger depth) with side branches */
+    test_store_make_msg(f->st, chat, NULL, "system", 1, prev);
+    for (int i = 0; i < 1500; i++) {
+        test_store_make_msg(f->st, chat, prev, i % 2 ? "assistant" : "user", 2 + i, id);
+        if (i % 100 == 0) {
+            char side[STORE_ID_LEN + 1];
+            test_store_make_msg(f->st, chat, prev, "assistant", 2 + i, side);
+        }
+        memcpy(prev, id, sizeof prev);
+    }
+    assert_int_equal(store_message_list(f->st, chat, &list, &n), APP_OK);
+    assert_int_equal(n, 1 + 1500 + 15);
+    store_message_list_free(list, n);
+
+    assert_int_equal(store_chat_delete(f->st, f->alice, chat), APP_OK);
+    assert_int_equal(store_chat_delete(f->st, f->alice, chat), APP_ENOTFOUND);
+    assert_int_equal(store_message_list(f->st, chat, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_message_get(f->st, f->alice, prev, &m), APP_ENOTFOUND);
+
+    assert_int_equal(store_message_list(f->st, keep, &list, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, kept_msg);
+    store_message_list_free(list, n);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static void test_message_create(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], other[STORE_ID_LEN + 1], root[STORE_ID_LEN + 1];
+    char foreign[STORE_ID_LEN + 1];
+    struct store_message m = { 0 }, got = { 0 };
+    struct store_chat c = { 0 };
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_chat(f->st, f->alice, other);
+    test_store_make_msg(f->st, chat, NULL, "user", 0, root);
+    test_store_make_msg(f->st, other, NULL, "user", 0, foreign);
+
+    /* full round trip; the chat's updated_at follows the newest message */
+    snprintf(m.chat_id, sizeof m.chat_id, "%s", chat);
+    snprintf(m.parent_id, sizeof m.parent_id, "%s", root);
+    snprintf(m.role, sizeof m.role, "assistant");
+    snprintf(m.status, sizeof m.status, "streaming");
+    m.content = (char *)"[]";
+    m.model = (char *)"gpt-4o";
+    m.error = (char *)"{\"code\":\"x\",\"message\":\"y\"}";
+    m.prompt_tokens = 12;
+    m.completion_tokens = -1;
+    m.created_at = 4102444800000LL;
+    assert_int_equal(store_message_create(f->st, &m), APP_OK);
+    assert_true(ids_valid(m.id));
+    assert_int_equal(m.updated_at, m.created_at);
+    assert_int_equal(store_message_get(f->st, f->alice, m.id, &got), APP_OK);
+    assert_string_equal(got.chat_id, chat);
+    assert_string_equal(got.parent_id, root);
+    assert_string_equal(got.role, "assistant");
+    assert_string_equal(got.content, "[]");
+    assert_string_equal(got.model, "gpt-4o");
+    assert_string_equal(got.status, "streaming");
+    assert_string_equal(got.error, "{\"code\":\"x\",\"message\":\"y\"}");
+    assert_int_equal(got.prompt_tokens, 12);
+    assert_int_equal(got.completion_tokens, -1);
+    assert_int_equal(got.created_at, 4102444800000LL);
+    store_message_clear(&got);
+    store_message_clear(NULL);
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &c), APP_OK);
+    assert_int_equal(c.updated_at, 4102444800000LL);
+    store_chat_clear(&c);
+
+    /* defaults: status complete, NULL content is [] , root has parent "" */
+    struct store_message d = { .prompt_tokens = -1, .completion_tokens = -1 };
+    snprintf(d.chat_id, sizeof d.chat_id, "%s", chat);
+    snprintf(d.role, sizeof d.role, "user");
+    assert_int_equal(store_message_create(f->st, &d), APP_OK);
+    assert_string_equal(d.status, "complete");
+    assert_int_equal(store_message_get(f->st, f->alice, d.id, &got), APP_OK);
+    assert_string_equal(got.content, "[]");
+    assert_string_equal(got.parent_id, "");
+    assert_null(got.model);
+    assert_null(got.error);
+    assert_int_equal(got.prompt_tokens, -1);
+    store_message_clear(&got);
+    /* an older message does not move the chat's activity backwards */
+    assert_int_equal(store_chat_get(f->st, f->alice, chat, &c), APP_OK);
+    assert_int_equal(c.updated_at, 4102444800000LL);
+    store_chat_clear(&c);
+
+    /* invalid parent: another chat's message, or no such message */
+    struct store_message bad = { .prompt_tokens = -1, .completion_tokens = -1 };
+    snprintf(bad.chat_id, sizeof bad.chat_id, "%s", chat);
+    snprintf(bad.role, sizeof bad.role, "user");
+    snprintf(bad.parent_id, sizeof bad.parent_id, "%s", foreign);
+    assert_int_equal(store_message_create(f->st, &bad), APP_EINVAL);
+    assert_string_equal(bad.id, "");
+    snprintf(bad.parent_id, sizeof bad.parent_id, "missing");
+    assert_int_equal(store_message_create(f->st, &bad), APP_EINVAL);
+
+    /* invalid chat, role, status, content */
+    struct store_message b2 = { .prompt_tokens = -1, .completion_tokens = -1 };
+    snprintf(b2.chat_id, sizeof b2.chat_id, "missing");
+    snprintf(b2.role, sizeof b2.role, "user");
+    assert_int_equal(store_message_create(f->st, &b2), APP_EINVAL);
+    snprintf(b2.chat_id, sizeof b2.chat_id, "%s", chat);
+    snprintf(b2.role, sizeof b2.role, "wizard");
+    assert_int_equal(store_message_create(f->st, &b2), APP_EINVAL);
+    snprintf(b2.role, sizeof b2.role, "user");
+    snprintf(b2.status, sizeof b2.status, "done");
+    assert_int_equal(store_message_create(f->st, &b2), APP_EINVAL);
+    b2.status[0] = '\0';
+    b2.content = (char *)"{\"type\":\"text\"}";
+    assert_int_equal(store_message_create(f->st, &b2), APP_EINVAL);
+    b2.content = (char *)"[oops";
+    assert_int_equal(store_message_create(f->st, &b2), APP_EINVAL);
+
+    /* duplicate id */
+    struct store_message b3 = { .prompt_tokens = -1, .completion_tokens = -1 };
+    snprintf(b3.chat_id, sizeof b3.chat_id, "%s", chat);
+    snprintf(b3.role, sizeof b3.role, "user");
+    memcpy(b3.id, root, sizeof b3.id);
+    assert_int_equal(store_message_create(f->st, &b3), APP_ECONFLICT);
+
+    assert_int_equal(store_message_get(f->st, f->alice, "missing", &got), APP_ENOTFOUND);
+}
+
+static void test_message_list_path(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], r[STORE_ID_LEN + 1], a[STORE_ID_LEN + 1];
+    char b1[STORE_ID_LEN + 1], b2[STORE_ID_LEN + 1], c[STORE_ID_LEN + 1];
+    struct store_message *list = NULL;
+    size_t n = 0;
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "system", 10, r);
+    test_store_make_msg(f->st, chat, r, "user", 20, a);
+    test_store_make_msg(f->st, chat, a, "assistant", 40, b2);
+    test_store_make_msg(f->st, chat, a, "assistant", 30, b1);
+    test_store_make_msg(f->st, chat, b1, "user", 50, c);
+
+    assert_int_equal(store_message_list(f->st, chat, &list, &n), APP_OK);
+    assert_int_equal(n, 5);
+    const char *order[] = { r, a, b1, b2, c };
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, order[i]);
+    store_message_list_free(list, n);
+    assert_int_equal(store_message_list(f->st, "missing", &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    store_message_list_free(NULL, 0);
+
+    assert_int_equal(store_message_path(f->st, c, &list, &n), APP_OK);
+    assert_int_equal(n, 4);
+    const char *path[] = { r, a, b1, c };
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, path[i]);
+    assert_string_equal(list[0].parent_id, "");
+    assert_string_equal(list[3].parent_id, b1);
+    store_message_list_free(list, n);
+
+    assert_int_equal(store_message_path(f->st, r, &list, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, r);
+    store_message_list_free(list, n);
+
+    assert_int_equal(store_message_path(f->st, "missing", &list, &n), APP_ENOTFOUND);
+    assert_null(list);
+    assert_int_equal(n, 0);
+}
+
+static void test_message_newest_leaf(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], r[STORE_ID_LEN + 1], a1[STORE_ID_LEN + 1];
+    char a2[STORE_ID_LEN + 1], b1[STORE_ID_LEN + 1], b2[STORE_ID_LEN + 1];
+    char b3[STORE_ID_LEN + 1], c1[STORE_ID_LEN + 1], out[STORE_ID_LEN + 1];
+
+    /*        r(1)
+     *      /      \
+     *   a1(2)     a2(3)
+     *    |        /    \
+     *  b1(9)   b2(4)  b3(4)   b2/b3 tie on created_at: larger id wins
+     *    |
+     *  c1(10)                 newest message overall, but not on the newest path
+     */
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "user", 1, r);
+    test_store_make_msg(f->st, chat, r, "assistant", 2, a1);
+    test_store_make_msg(f->st, chat, r, "assistant", 3, a2);
+    test_store_make_msg(f->st, chat, a1, "user", 9, b1);
+    test_store_make_msg(f->st, chat, a2, "user", 4, b2);
+    test_store_make_msg(f->st, chat, a2, "user", 4, b3);
+    test_store_make_msg(f->st, chat, b1, "assistant", 10, c1);
+    const char *tie = strcmp(b2, b3) > 0 ? b2 : b3;
+
+    assert_int_equal(store_message_newest_leaf(f->st, r, out), APP_OK);
+    assert_string_equal(out, tie);
+    assert_int_equal(store_message_newest_leaf(f->st, a1, out), APP_OK);
+    assert_string_equal(out, c1);
+    assert_int_equal(store_message_newest_leaf(f->st, a2, out), APP_OK);
+    assert_string_equal(out, tie);
+    assert_int_equal(store_message_newest_leaf(f->st, c1, out), APP_OK);
+    assert_string_equal(out, c1);
+    assert_int_equal(store_message_newest_leaf(f->st, "missing", out), APP_ENOTFOUND);
+    assert_string_equal(out, "");
+
+    /* a newer child of r changes the answer */
+    char a3[STORE_ID_LEN + 1];
+    test_store_make_msg(f->st, chat, r, "assistant", 11, a3);
+    assert_int_equal(store_message_newest_leaf(f->st, r, out), APP_OK);
+    assert_string_equal(out, a3);
+}
+
+static void test_message_update(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], id[STORE_ID_LEN + 1];
+    struct store_message got = { 0 };
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "assistant", 1, id);
+
+    assert_int_equal(store_message_update(f->st, id, "[{\"type\":\"text\",\"text\":\"He\"}]",
+                                          "streaming", NULL, -1, -1),
+                     APP_OK);
+    assert_int_equal(store_message_get(f->st, f->alice, id, &got), APP_OK);
+    assert_string_equal(got.content, "[{\"type\":\"text\",\"text\":\"He\"}]");
+    assert_string_equal(got.status, "streaming");
+    assert_int_equal(got.prompt_tokens, -1);
+    assert_true(got.updated_at > got.created_at);
+    store_message_clear(&got);
+
+    assert_int_equal(store_message_update(f->st, id, "[{\"type\":\"text\",\"text\":\"Hello\"}]",
+                                          "error", "{\"code\":\"upstream\"}", 10, 2),
+                     APP_OK);
+    assert_int_equal(store_message_get(f->st, f->alice, id, &got), APP_OK);
+    assert_string_equal(got.status, "error");
+    assert_string_equal(got.error, "{\"code\":\"upstream\"}");
+    assert_int_equal(got.prompt_tokens, 10);
+    assert_int_equal(got.completion_tokens, 2);
+    store_message_clear(&got);
+
+    /* NULL content/status keep, NULL error clears, -1 tokens keep */
+    assert_int_equal(store_message_update(f->st, id, NULL, NULL, NULL, -1, 5), APP_OK);
+    assert_int_equal(store_message_get(f->st, f->alice, id, &got), APP_OK);
+    assert_string_equal(got.content, "[{\"type\":\"text\",\"text\":\"Hello\"}]");
+    assert_string_equal(got.status, "error");
+    assert_null(got.error);
+    assert_int_equal(got.prompt_tokens, 10);
+    assert_int_equal(got.completion_tokens, 5);
+    store_message_clear(&got);
+
+    assert_int_equal(store_message_update(f->st, id, "[]", "bogus", NULL, -1, -1), APP_EINVAL);
+    assert_int_equal(store_message_update(f->st, id, "nope", "complete", NULL, -1, -1),
+                     APP_EINVAL);
+    assert_int_equal(store_message_update(f->st, "missing", "[]", "complete", NULL, -1, -1),
+                     APP_ENOTFOUND);
+}
+
+static void test_message_mark_interrupted(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], a[STORE_ID_LEN + 1], b[STORE_ID_LEN + 1], c[STORE_ID_LEN + 1];
+    struct store_message got = { 0 };
+    int64_t n = -1;
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "user", 1, a);
+    test_store_make_msg(f->st, chat, a, "assistant", 2, b);
+    test_store_make_msg(f->st, chat, a, "assistant", 3, c);
+    assert_int_equal(store_message_update(f->st, b, "[{\"type\":\"text\",\"text\":\"partial\"}]",
+                                          "streaming", NULL, -1, -1),
+                     APP_OK);
+    assert_int_equal(store_message_update(f->st, c, "[]", "streaming", NULL, -1, -1), APP_OK);
+
+    assert_int_equal(store_message_mark_interrupted(f->st, &n), APP_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_message_get(f->st, f->alice, b, &got), APP_OK);
+    assert_string_equal(got.status, "interrupted");
+    assert_string_equal(got.content, "[{\"type\":\"text\",\"text\":\"partial\"}]");
+    store_message_clear(&got);
+    assert_int_equal(store_message_get(f->st, f->alice, a, &got), APP_OK);
+    assert_string_equal(got.status, "complete");
+    store_message_clear(&got);
+
+    assert_int_equal(store_message_mark_interrupted(f->st, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_message_mark_interrupted(f->st, NULL), APP_OK);
+}
+
+/* ---- file-backed databases ----------------------------------------------- */
+
+static void test_file_reopen_wal(void **state)
+{
+    char dir[64];
+    char alice[STORE_ID_LEN + 1];
+    struct store_user got = { 0 };
+    int from = -2, to = -2;
+
+    test_store_tmpdir(dir);
+    struct store *st = test_store_open_file(dir, false);
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, 0);
+    test_store_make_user(st, "alice@example.com", true, alice);
+    store_close(st);
+
+    st = test_store_open_file(dir, false);
+    int v = store_schema_version(st);
+    assert_int_equal(v, to);
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, v);
+    assert_int_equal(to, v);
+    assert_int_equal(store_user_get(st, alice, &got), APP_OK);
+    assert_true(got.is_admin);
+    store_user_clear(&got);
+
+    sqlite3 *db = test_store_raw(dir);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+    sqlite3_finalize(q);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM schema_migrations"), v);
+
+    /* a folder (no API yet) lets a chat be filed; deleting it unfiles */
+    char fsql[256];
+    snprintf(fsql, sizeof fsql,
+             "INSERT INTO folders (id, owner_id, name, created_at, updated_at)"
+             " VALUES ('f1', '%s', 'Work', 1, 1)", alice);
+    test_store_raw_exec(db, fsql);
+    char bob[STORE_ID_LEN + 1];
+    test_store_make_user(st, "bob@example.com", true, bob);
+    struct store_chat c = { 0 }, cg = { 0 };
+    snprintf(c.owner_id, sizeof c.owner_id, "%s", bob);
+    snprintf(c.folder_id, sizeof c.folder_id, "f1");
+    assert_int_equal(store_chat_create(st, &c), APP_EINVAL); /* alice's folder */
+    memset(&c, 0, sizeof c);
+    snprintf(c.owner_id, sizeof c.owner_id, "%s", alice);
+    snprintf(c.folder_id, sizeof c.folder_id, "f1");
+    assert_int_equal(store_chat_create(st, &c), APP_OK);
+    assert_int_equal(store_chat_get(st, alice, c.id, &cg), APP_OK);
+    assert_string_equal(cg.folder_id, "f1");
+    store_chat_clear(&cg);
+    test_store_raw_exec(db, "DELETE FROM folders WHERE id = 'f1'");
+    assert_int_equal(store_chat_get(st, alice, c.id, &cg), APP_OK);
+    assert_string_equal(cg.folder_id, "");
+    store_chat_clear(&cg);
+
+    /* a schema newer than this program is refused */
+    test_store_raw_exec(db, "INSERT INTO schema_migrations VALUES (9999, 0)");
+    assert_int_equal(store_migrate(st, &from, &to), APP_ESTORE);
+    assert_int_equal(from, 9999);
+    assert_non_null(strstr(store_errmsg(st), "newer"));
+    sqlite3_close(db);
+
+    store_close(st);
+    test_store_rmdir(dir);
+}
+
+static void test_two_handles(void **state)
+{
+    char dir[64];
+    char alice[STORE_ID_LEN + 1], bob[STORE_ID_LEN + 1], chat[STORE_ID_LEN + 1];
+    struct store_user got = { 0 };
+    struct store_chat c = { 0 };
+
+    test_store_tmpdir(dir);
+    struct store *h1 = test_store_open_file(dir, true);
+    struct store *h2 = test_store_open_file(dir, true);
+
+    test_store_make_user(h1, "alice@example.com", true, alice);
+    assert_int_equal(store_user_get(h2, alice, &got), APP_OK);
+    assert_true(got.is_admin);
+    store_user_clear(&got);
+
+    test_store_make_user(h2, "bob@example.com", true, bob);
+    assert_int_equal(store_user_get_by_email(h1, "BOB@example.com", &got), APP_OK);
+    assert_false(got.is_admin);
+    store_user_clear(&got);
+
+    /* an open write transaction on h1 is invisible to h2 until commit */
+    assert_int_equal(store_begin(h1), APP_OK);
+    test_store_make_chat(h1, alice, chat);
+    assert_int_equal(store_chat_get(h2, alice, chat, &c), APP_ENOTFOUND);
+    assert_int_equal(store_commit(h1), APP_OK);
+    assert_int_equal(store_chat_get(h2, alice, chat, &c), APP_OK);
+    store_chat_clear(&c);
+
+    store_close(h1);
+    store_close(h2);
+    test_store_rmdir(dir);
+}
+
+struct test_store_worker {
+    const char *dir;
+    int index;
+    int failures;
+};
+
+static void *test_store_worker_run(void *arg)
+{
+    struct test_store_worker *w = arg;
+    char url[128], err[256];
+    snprintf(url, sizeof url, "sqlite:%s/a.db", w->dir);
+    struct store *st = store_open(url, err, sizeof err);
+    if (!st) {
+        w->failures++;
+        return NULL;
+    }
+    for (int i = 0; i < 25; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "w%d-%d@example.com", w->index, i);
+        struct store_user u = { .email = email, .password_hash = (char *)"h" };
+        if (store_user_create(st, &u, true) != APP_OK) {
+            fprintf(stderr, "worker %d: %s\n", w->index, store_errmsg(st));
+            w->failures++;
+        }
+    }
+    store_close(st);
+    return NULL;
+}
+
+/* Several handles on several threads create users at once: no SQLITE_BUSY
+ * escapes, and exactly one of them became the first (admin) user. */
+static void test_concurrent_first_admin(void **state)
+{
+    char dir[64];
+    enum { WORKERS = 4 };
+    pthread_t t[WORKERS];
+    struct test_store_worker w[WORKERS];
+
+    test_store_tmpdir(dir);
+    struct store *st = test_store_open_file(dir, true);
+    for (int i = 0; i < WORKERS; i++) {
+        w[i] = (struct test_store_worker){ .dir = dir, .index = i };
+        assert_int_equal(pthread_create(&t[i], NULL, test_store_worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    int64_t n = 0;
+    assert_int_equal(store_user_count(st, &n), APP_OK);
+    assert_int_equal(n, WORKERS * 25);
+    sqlite3 *db = test_store_raw(dir);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM users WHERE is_admin = 1"), 1);
+    sqlite3_close(db);
+    store_close(st);
+    test_store_rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_urls),
+        cmocka_unit_test(test_unmigrated),
+        cmocka_unit_test(test_migrate_idempotent),
+        cmocka_unit_test_setup_teardown(test_transactions, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_create_get, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_email_conflict, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_first_admin, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_set_password, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_conns, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_create_get, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_list_pagination, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_ownership, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_patch, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_touch, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_chat_delete_cascade, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_create, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_list_path, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_newest_leaf, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_update, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_mark_interrupted, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test(test_file_reopen_wal),
+        cmocka_unit_test(test_two_handles),
+        cmocka_unit_test(test_concurrent_first_admin),
+    };
+    const int total = (int)COAI_ARRAY_LEN(tests);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (failed < 0 || failed > total)
+        failed = total;
+    printf("unit-store: %d passed, %d failed\n", total - failed, failed);
+    fflush(stdout);
+    return failed ? 1 : 0;
+}

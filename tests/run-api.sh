@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# run-api.sh - the API suites: node:test files that start the real binary
+# ($COAI_BIN) and the fake OpenAI upstream. Prints "api: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export COAI_FIXTURES_DIR=${COAI_FIXTURES_DIR:-$(cd .. && pwd)/shared/fixtures}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+: "${COAI_BIN:?set COAI_BIN to the server binary}"
+status=0
+COAI_SUITE=upstream node --test --test-reporter=./tests/lib/reporter.mjs tests/upstream/ || status=1
+COAI_SUITE=api node --test --test-concurrency=2 --test-reporter=./tests/lib/reporter.mjs tests/api/ || status=1
+exit $status
