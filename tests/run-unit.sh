@@ -11,7 +11,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 status=0
 found=0
 for t in "$build"/server/test_*; do
-  [ -x "$t" ] || continue
+  [ -f "$t" ] && [ -x "$t" ] || continue
   name=$(basename "$t")
   if [ -n "$only" ] && [ "$name" != "test_$only" ]; then continue; fi
   found=1
@@ -21,7 +21,7 @@ for t in "$build"/server/test_*; do
     echo "$name: FAILED (exit $?)"
     status=1
   fi
-  grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "/tmp/coai-$name.log" || { echo "$name: no summary line"; status=1; }
+  grep -oE '[a-z0-9-]+: [0-9]+ passed, [0-9]+ failed' "/tmp/coai-$name.log" || { echo "$name: no summary line"; status=1; }
 done
 if [ $found = 0 ]; then echo "unit: no test binaries in $build"; exit 1; fi
 exit $status

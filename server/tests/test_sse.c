@@ -79,12 +79,11 @@ static char *must_read(const char *rel, size_t *len)
 {
     char *path = xasprintf("%s/%s", fixtures_dir(), rel);
     char *body = slurp(path, len);
-    if (!body) {
+    if (!body)
         print_error("cannot read fixture %s (set COAI_FIXTURES_DIR)\n", path);
-        free(path);
-        fail();
-    }
     free(path);
+    if (!body)
+        fail();
     return body;
 }
 
@@ -487,9 +486,9 @@ static void want_check(const struct want *x, struct run *r, const char *name)
         json_array_append_new(want, json_pack("{s:s,s:s%}", "type", "refusal", "text",
                                               x->refusal.p, x->refusal.len));
     for (size_t i = 0; i < oai_stream_tool_count(r->s); i++) {
-        char key[32];
-        snprintf(key, sizeof(key), "%d", oai_stream_tool_index(r->s, i));
-        t = json_object_get(x->tools, key);
+        char ikey[32];
+        snprintf(ikey, sizeof(ikey), "%d", oai_stream_tool_index(r->s, i));
+        t = json_object_get(x->tools, ikey);
         json_array_append_new(want, json_pack("{s:s,s:O,s:O,s:O}", "type", "tool_call", "id",
                                               json_object_get(t, "id"), "name",
                                               json_object_get(t, "name"), "arguments",
@@ -1221,6 +1220,21 @@ static void test_oai_bad_and_done(void **state)
     assert_int_equal(u.tool_call_count, 0);
     assert_string_equal(oai_stream_content(s, NULL), "ok");
     assert_false(oai_stream_done(s));
+    assert_int_equal(oai_stream_feed(s, NULL, 0, &u), OAI_FEED_BAD);
+    /* Invalid UTF-8 inside a string is not JSON. */
+    assert_int_equal(feed_json(s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xC3\"}}]}", &u),
+                     OAI_FEED_BAD);
+    /* An escaped NUL is kept, lengths tell. */
+    assert_int_equal(feed_json(s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\u0000b\"}}]}", &u),
+                     OAI_FEED_OK);
+    assert_int_equal(u.content_len, 3);
+    size_t n;
+    const char *c = oai_stream_content(s, &n);
+    assert_int_equal(n, 5);
+    assert_memory_equal(c, "oka\0b", 5);
+    json_t *parts = oai_stream_parts_json(s);
+    assert_int_equal(json_string_length(json_object_get(json_array_get(parts, 0), "text")), 5);
+    json_decref(parts);
     assert_int_equal(feed_json(s, " [DONE]\n", &u), OAI_FEED_DONE);
     assert_true(oai_stream_done(s));
     oai_stream_free(s);
@@ -1471,7 +1485,8 @@ static char **list_dir(const char *sub, const char *suffix, size_t *count)
         names[(*count)++] = xasprintf("%s/%s", sub, de->d_name);
     }
     closedir(d);
-    qsort(names, *count, sizeof(*names), cmp_str);
+    if (names)
+        qsort(names, *count, sizeof(*names), cmp_str);
     return names;
 }
 

@@ -402,7 +402,8 @@ enum oai_feed oai_stream_feed(struct oai_stream *s, const char *data, size_t len
         return OAI_FEED_DONE;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
+    /* A \u0000 in model text is kept (lengths are carried everywhere). */
+    json_t *root = len ? json_loadb(data, len, JSON_ALLOW_NUL, &jerr) : NULL;
     if (!root)
         return OAI_FEED_BAD;
     if (!json_is_object(root)) {
