@@ -10,8 +10,14 @@ BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-
 # tests: cmocka, node (for API tests), curl for smoke checks
 TEST_PKGS=(libcmocka-dev curl)
 
+# bench: load generator and calculator
+BENCH_PKGS=(wrk bc curl)
+
 want=("${BUILD_PKGS[@]}")
-if [ "${1:-}" = "test" ]; then want+=("${TEST_PKGS[@]}"); fi
+case "${1:-}" in
+  test) want+=("${TEST_PKGS[@]}") ;;
+  bench) want+=("${BENCH_PKGS[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -24,6 +24,7 @@
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "llm/curlev.h"
+#include "llm/provider.h"
 #include "llm/turn.h"
 #include "store/store.h"
 
@@ -160,6 +161,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     app->shutting_down = true;
     http_server_stop_accepting(app);
     turns_shutdown(app);
+    provider_fetch_cancel_all(app);
     app->shutdown_poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
     struct timeval tv = {0, 10000};
     event_add(app->shutdown_poll, &tv);

@@ -25,12 +25,21 @@ export const paths = {
   login: '/api/v1/auth/login',
 };
 
-const live = new Set(); // spawned servers, killed if the test process exits
-process.on('exit', () => {
+// Spawned servers are SIGKILLed if the test process exits or is signalled
+// (e.g. node --test cancelling a file), so no server outlives its test.
+const live = new Set();
+function killLive() {
   for (const proc of live) {
     try { proc.kill('SIGKILL'); } catch { /* already gone */ }
   }
-});
+}
+process.on('exit', killLive);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    killLive();
+    process.kill(process.pid, sig); // re-raise with the default action
+  });
+}
 
 // A port that was free a moment ago (bind port 0, read it, close).
 export function freePort() {
@@ -80,7 +89,8 @@ export async function startServer({
     throw new Error(`server binary not found: ${binary} (build it, or set COAI_BIN)`);
   }
   port = port ?? await freePort();
-  dataDir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'coai-test-'));
+  const ownDataDir = !dataDir;
+  dataDir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'coai-api-'));
   const url = `http://127.0.0.1:${port}`;
 
   // Inherit the environment minus any CHATOPENAII_* from the developer's shell.
@@ -182,19 +192,18 @@ export async function startServer({
     removeDataDir: () => fs.rmSync(dataDir, { recursive: true, force: true }),
   };
 
-  // Wait for /healthz.
+  // Wait for /healthz; on failure leave nothing behind but the error.
+  const fail = async (message) => {
+    if (!exitInfo) proc.kill('SIGKILL');
+    await closed;
+    if (ownDataDir) server.removeDataDir();
+    return new Error(`${message}; stderr:\n${stderrText()}`);
+  };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exitInfo) {
-      await closed;
-      throw new Error(`server exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before /healthz answered; stderr:\n${stderrText()}`);
-    }
+    if (exitInfo) throw await fail(`server exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before /healthz answered`);
     if (await probe(`${url}/healthz`) === 200) return server;
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      await closed;
-      throw new Error(`server not healthy within ${timeoutMs} ms; stderr:\n${stderrText()}`);
-    }
+    if (Date.now() > deadline) throw await fail(`server not healthy within ${timeoutMs} ms`);
     await sleep(50);
   }
 }

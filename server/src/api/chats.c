@@ -216,8 +216,15 @@ void api_chats_get(struct api_ctx *c)
 
 void api_chats_update(struct api_ctx *c)
 {
-    if (!ids_valid(c->params[0]))
+    struct store_chat ch;
+    memset(&ch, 0, sizeof ch);
+    enum app_err e = ids_valid(c->params[0]) ? store_chat_get(c->st, c->user.id, c->params[0], &ch)
+                                             : APP_ENOTFOUND;
+    store_chat_clear(&ch);
+    if (e == APP_ENOTFOUND) /* the chat first, then the body */
         return api_fail(c, 404, "not_found", "no such chat");
+    if (e != APP_OK)
+        return api_fail_err(c, e, "");
     if (!c->json)
         return api_fail(c, 400, "invalid_request", "request body is required");
     const char *k;
@@ -242,7 +249,6 @@ void api_chats_update(struct api_ctx *c)
         free(params);
         return;
     }
-    enum app_err e = APP_OK;
     if (target) {
         /* Switching branch: any message of the chat; we show the newest leaf
          * below it, as the branch arrows expect. */
@@ -268,8 +274,6 @@ void api_chats_update(struct api_ctx *c)
         return api_fail(c, 404, "not_found", "no such chat");
     if (e != APP_OK)
         return api_fail_err(c, e, "");
-    struct store_chat ch;
-    memset(&ch, 0, sizeof ch);
     e = store_chat_get(c->st, c->user.id, c->params[0], &ch);
     if (e != APP_OK)
         return api_fail_err(c, e, "");

@@ -161,6 +161,19 @@ static void begin_turn(struct api_ctx *c, struct store_chat *ch, const char *par
         spec_free(spec);
         return api_fail_err(c, e, "");
     }
+    /* One answer at a time per chat: the visible leaf is the running turn. */
+    if (*ch->current_leaf_id) {
+        struct store_message leaf;
+        memset(&leaf, 0, sizeof leaf);
+        e = store_message_get(c->st, c->user.id, ch->current_leaf_id, &leaf);
+        bool busy = e == APP_OK && strcmp(leaf.status, "streaming") == 0;
+        store_message_clear(&leaf);
+        if (busy) {
+            spec_free(spec);
+            return api_fail(c, 409, "turn_in_progress",
+                            "the previous answer is still being generated; stop it or wait");
+        }
+    }
     const char *model = model_override ? model_override
                         : ch->model ? ch->model : c->app->cfg.default_model;
     struct store_message um;

@@ -51,9 +51,10 @@ CURL *provider_easy_new(struct app *app, const struct provider_conn *pc, const c
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)app->cfg.upstream_connect_timeout_s);
-    /* A stalled provider (no byte for idle_timeout seconds) is a failure. */
+    /* Streams detect a silent provider themselves (turn.c, per byte); this
+     * is only a backstop against a connection that never moves again. */
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)app->cfg.upstream_idle_timeout_s);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)app->cfg.upstream_idle_timeout_s * 2);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     if (!stream)
@@ -64,6 +65,7 @@ CURL *provider_easy_new(struct app *app, const struct provider_conn *pc, const c
 /* ---- one-shot fetch ------------------------------------------------------ */
 
 struct fetch {
+    struct fetch *next, *prev;       /* in-flight list (loop thread only) */
     struct app *app;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -72,6 +74,27 @@ struct fetch {
     provider_fetch_cb cb;
     void *arg;
 };
+
+static struct fetch *g_fetches;
+
+static void fetch_unlink(struct fetch *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        g_fetches = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->next = f->prev = NULL;
+}
+
+static void fetch_free(struct fetch *f)
+{
+    curl_easy_cleanup(f->easy);
+    curl_slist_free_all(f->hdrs);
+    buf_cleanup(&f->body);
+    free(f);
+}
 
 static size_t fetch_write(char *p, size_t sz, size_t n, void *arg)
 {
@@ -94,11 +117,20 @@ static void fetch_done(CURL *easy, CURLcode rc, void *arg)
         err = "provider response too large";
     else if (rc != CURLE_OK)
         err = curl_easy_strerror(rc);
+    fetch_unlink(f);
     f->cb(f->arg, err ? 0 : status, buf_str(&f->body), f->body.len, err);
-    curl_easy_cleanup(f->easy);
-    curl_slist_free_all(f->hdrs);
-    buf_cleanup(&f->body);
-    free(f);
+    fetch_free(f);
+}
+
+void provider_fetch_cancel_all(struct app *app)
+{
+    while (g_fetches) {
+        struct fetch *f = g_fetches;
+        fetch_unlink(f);
+        curlev_remove(app->curl, f->easy);
+        f->cb(f->arg, 0, "", 0, "cancelled");
+        fetch_free(f);
+    }
 }
 
 void provider_fetch(struct app *app, const struct provider_conn *pc, const char *path,
@@ -120,12 +152,14 @@ void provider_fetch(struct app *app, const struct provider_conn *pc, const char 
     curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
     curl_easy_setopt(f->easy, CURLOPT_TIMEOUT, (long)app->cfg.upstream_idle_timeout_s);
     if (curlev_add(app->curl, f->easy, fetch_done, f) != 0) {
-        curl_easy_cleanup(f->easy);
-        curl_slist_free_all(f->hdrs);
-        buf_cleanup(&f->body);
-        free(f);
+        fetch_free(f);
         cb(arg, 0, "", 0, "cannot start transfer");
+        return;
     }
+    f->next = g_fetches;
+    if (g_fetches)
+        g_fetches->prev = f;
+    g_fetches = f;
 }
 
 /* ---- errors ---------------------------------------------------------------- */

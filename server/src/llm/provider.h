@@ -30,6 +30,10 @@ typedef void (*provider_fetch_cb)(void *arg, long status, const char *body, size
 void provider_fetch(struct app *app, const struct provider_conn *pc, const char *path,
                     const char *body, provider_fetch_cb cb, void *arg);
 
+/* Shutdown: cancel every one-shot request; their callbacks run now with
+ * status 0 and err "cancelled". */
+void provider_fetch_cancel_all(struct app *app);
+
 /* Our error object for a provider answer with HTTP status >= 400: picks a
  * stable code (provider_auth, model_not_found, provider_rate_limited,
  * context_length_exceeded, provider_bad_request, provider_error) and keeps

@@ -53,6 +53,8 @@ struct turn {
     bool saw_bytes;                  /* any 200 body byte this attempt */
     bool published_delta;            /* any delta event published (no retry after that) */
     bool stream_failed;              /* parser/decoder refused the stream */
+    bool timed_out;                  /* we aborted: no byte for idle_timeout */
+    int64_t last_byte_us;            /* monotonic time of the last byte (or attempt start) */
     json_t *error;                   /* final error object, or NULL */
     int attempt;                     /* 0-based */
     int64_t started_us;
@@ -196,6 +198,8 @@ struct persist_job {
     struct turn *t;
     char id[STORE_ID_LEN + 1];
     char chat_id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    int64_t updated_at;  /* as stored by the final write */
     char *content;
     char status[16];
     char *error;
@@ -214,8 +218,15 @@ static void persist_work(void *arg, void *ctx)
     j->rc = store_message_update(st, j->id, j->content, j->status, j->error, j->pt, j->ct);
     if (j->rc != APP_OK)
         log_error("turn persist failed", "turn", j->id, "detail", store_errmsg(st), NULL);
-    if (j->final)
+    if (j->final) {
         (void)store_chat_touch(st, j->chat_id, now_ms());
+        /* Read back the row's own timestamp so "done" shows the stored row. */
+        struct store_message m;
+        memset(&m, 0, sizeof m);
+        if (store_message_get(st, j->user_id, j->id, &m) == APP_OK)
+            j->updated_at = m.updated_at;
+        store_message_clear(&m);
+    }
 }
 
 static void persist_done(void *arg)
@@ -223,6 +234,8 @@ static void persist_done(void *arg)
     struct persist_job *j = arg;
     struct turn *t = j->t;
     t->persisting = false;
+    if (j->final && j->updated_at)
+        t->msg.updated_at = j->updated_at;
     if (j->final)
         finalize(t);
     else if (t->final_pending) {
@@ -248,6 +261,7 @@ static void persist_submit(struct turn *t, bool final)
     turn_ref(t);
     memcpy(j->id, t->msg.id, sizeof j->id);
     memcpy(j->chat_id, t->msg.chat_id, sizeof j->chat_id);
+    memcpy(j->user_id, t->user_id, sizeof j->user_id);
     j->content = xstrdup(t->msg.content);
     snprintf(j->status, sizeof j->status, "%s", final ? t->msg.status : "streaming");
     j->error = final ? xstrdup(t->msg.error) : NULL;
@@ -419,8 +433,7 @@ static void finish(struct turn *t, const char *status, json_t *error)
         curl_easy_cleanup(t->easy);
         t->easy = NULL;
     }
-    if (t->retry_timer)
-        evtimer_del(t->retry_timer);
+    bool retry_pending = t->retry_timer && evtimer_pending(t->retry_timer, NULL);
     if (t->persist_timer)
         evtimer_del(t->persist_timer);
     snprintf(t->msg.status, sizeof t->msg.status, "%s", status);
@@ -434,6 +447,12 @@ static void finish(struct turn *t, const char *status, json_t *error)
                  json_string_value(json_object_get(error, "code")), NULL);
     }
     persist_submit(t, true);
+    if (retry_pending) {
+        /* The timer held a reference; it will never fire now. Last, because
+         * it may be the final reference only after persist took its own. */
+        evtimer_del(t->retry_timer);
+        turn_release(t);
+    }
 }
 
 /* ---- streaming --------------------------------------------------------------------- */
@@ -502,10 +521,24 @@ static int on_sse_event(void *arg, const char *event, const char *data, size_t l
     return 0;
 }
 
+/* curl calls this about once a second even when nothing arrives: the one
+ * place to notice a provider that went silent. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct turn *t = arg;
+    if (mono_us() - t->last_byte_us > (int64_t)t->app->cfg.upstream_idle_timeout_s * 1000000) {
+        t->timed_out = true;
+        return 1; /* abort: CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
     struct turn *t = arg;
     size_t len = sz * n;
+    t->last_byte_us = mono_us();
     if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
         char tmp[32];
         size_t l = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
@@ -523,6 +556,7 @@ static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 {
     struct turn *t = arg;
     size_t len = sz * n;
+    t->last_byte_us = mono_us();
     if (!t->http_status)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
     if (t->http_status != 200) {
@@ -581,6 +615,8 @@ static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
     t->hdrs = NULL;
     if (t->state >= T_FINISHING)
         return;
+    if (t->timed_out)
+        rc = CURLE_OPERATION_TIMEDOUT;
 
     if (t->http_status == 200 && rc != CURLE_OK && !t->error && !t->stream_failed) {
         /* transport failure mid-stream */
@@ -619,6 +655,8 @@ static void attempt_start(struct turn *t)
     t->retry_after_s = -1;
     t->saw_bytes = false;
     t->stream_failed = false;
+    t->timed_out = false;
+    t->last_byte_us = mono_us();
     json_decref(t->error);
     t->error = NULL;
     buf_reset(&t->errbody);
@@ -637,6 +675,9 @@ static void attempt_start(struct turn *t)
     curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
     if (curlev_add(t->app->curl, t->easy, on_transfer_done, t) != 0) {
         curl_easy_cleanup(t->easy);
         t->easy = NULL;

@@ -189,7 +189,9 @@ static const char *const store_sqlite_sql[S_COUNT] = {
                           "  FROM walk WHERE walk.id IS NOT NULL"
                           ")"
                           " SELECT id FROM walk WHERE id IS NOT NULL ORDER BY depth DESC LIMIT 1",
-    [S_MSG_MARK_INTERRUPTED] = "UPDATE messages SET status = 'interrupted', updated_at = ?1"
+    [S_MSG_MARK_INTERRUPTED] = "UPDATE messages SET status = 'interrupted', updated_at = ?1,"
+                               " error = COALESCE(error, '{\"code\":\"interrupted\",\"message\":"
+                               "\"the server stopped while the answer was being generated\"}')"
                                " WHERE status = 'streaming'",
 };
 

@@ -1,0 +1,106 @@
+// App.tsx - the shell: sign-in until there is a user, then sidebar + page.
+
+import { useEffect } from 'preact/hooks';
+import { route } from './state/router';
+import { bootError, checkSession, sessionChecked, user } from './state/session';
+import { announcement, dismissToast, drawerOpen, toasts } from './state/ui';
+import { Sidebar } from './components/Sidebar';
+import { ChatPage } from './pages/ChatPage';
+import { SettingsPage } from './pages/SettingsPage';
+import { AuthPage } from './pages/AuthPage';
+
+function Announcer() {
+  return (
+    <div class="sr-only" role="status" aria-live="polite" aria-atomic="true" data-testid="announcer">
+      {announcement.value}
+    </div>
+  );
+}
+
+function Toasts() {
+  const list = toasts.value;
+  return (
+    <div class="toasts" aria-live="polite">
+      {list.map((t) => (
+        <div key={t.id} class={`toast ${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'}>
+          <span>{t.text}</span>
+          <button type="button" class="icon-btn sm" aria-label="Dismiss" onClick={() => dismissToast(t.id)}>
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function Main() {
+  const r = route.value;
+  switch (r.name) {
+    case 'chat':
+      return <ChatPage chatId={r.id} />;
+    case 'settings':
+      return <SettingsPage />;
+    case 'home':
+      return <ChatPage chatId={null} />;
+    default:
+      return (
+        <main class="chat-page" id="main">
+          <div class="center-note">
+            <h1>Page not found</h1>
+            <a href="/">Go to ChatOpenAII</a>
+          </div>
+        </main>
+      );
+  }
+}
+
+export function App() {
+  useEffect(() => {
+    void checkSession();
+  }, []);
+
+  // Esc closes the drawer on phones.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape' && drawerOpen.value) {
+        drawerOpen.value = false;
+        e.preventDefault();
+      }
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, []);
+
+  if (!sessionChecked.value) {
+    return (
+      <div class="boot" aria-busy="true">
+        <div class="spinner" role="status" aria-label="Loading" />
+      </div>
+    );
+  }
+  if (!user.value) {
+    return (
+      <>
+        {bootError.value && (
+          <p class="boot-error" role="alert">
+            {bootError.value}
+          </p>
+        )}
+        <AuthPage />
+        <Announcer />
+        <Toasts />
+      </>
+    );
+  }
+  return (
+    <div class="app">
+      <a class="skip-link" href="#composer-input">
+        Skip to message box
+      </a>
+      <Sidebar />
+      <Main />
+      <Announcer />
+      <Toasts />
+    </div>
+  );
+}

@@ -1,0 +1,116 @@
+// Markdown.tsx - renders (possibly still growing) markdown into a container
+// it owns. Updates are applied at most once per animation frame; finished
+// blocks are appended once, only the open tail is replaced (lib/markdown.ts).
+
+import { useEffect, useRef } from 'preact/hooks';
+import { IncrementalMarkdown, renderMarkdown } from '../lib/markdown';
+import { enhance } from '../lib/enhance';
+import { copyText } from '../lib/clipboard';
+
+interface Props {
+  text: string;
+  /** Bumped when the text was replaced rather than appended to. */
+  rev: number;
+  /** Still growing: render incrementally. */
+  streaming: boolean;
+  /** Cache key for finished messages (message id). */
+  cacheKey?: string;
+}
+
+// Finished messages re-mount as the list virtualizes: keep their HTML.
+const htmlCache = new Map<string, string>();
+const CACHE_MAX = 400;
+function cached(key: string, text: string): string {
+  let html = htmlCache.get(key);
+  if (html === undefined) {
+    html = renderMarkdown(text);
+    if (htmlCache.size >= CACHE_MAX) htmlCache.delete(htmlCache.keys().next().value!);
+    htmlCache.set(key, html);
+  } else {
+    htmlCache.delete(key); // refresh LRU position
+    htmlCache.set(key, html);
+  }
+  return html;
+}
+
+function fragment(html: string): DocumentFragment {
+  const t = document.createElement('template');
+  t.innerHTML = html;
+  return t.content;
+}
+
+const raf: (cb: () => void) => number =
+  typeof requestAnimationFrame === 'function' ? (cb) => requestAnimationFrame(cb) : (cb) => setTimeout(cb, 16) as unknown as number;
+const caf: (h: number) => void = typeof cancelAnimationFrame === 'function' ? cancelAnimationFrame : clearTimeout;
+
+class DomRenderer {
+  private md = new IncrementalMarkdown();
+  private tailNodes: Node[] = [];
+  constructor(private readonly root: HTMLElement) {}
+
+  apply(text: string, rev: number, finished: boolean): void {
+    const u = this.md.setText(text, rev);
+    if (u.reset) {
+      this.root.textContent = '';
+      this.tailNodes = [];
+    }
+    const firstTail = this.tailNodes[0] ?? null;
+    for (const html of u.added) {
+      const f = fragment(html);
+      const nodes = Array.from(f.childNodes);
+      this.root.insertBefore(f, firstTail);
+      enhance(nodes);
+    }
+    for (const n of this.tailNodes) n.parentNode?.removeChild(n);
+    const f = fragment(u.tail);
+    this.tailNodes = Array.from(f.childNodes);
+    this.root.appendChild(f);
+    if (finished) enhance(this.tailNodes);
+  }
+}
+
+export function Markdown({ text, rev, streaming, cacheKey }: Props) {
+  const ref = useRef<HTMLDivElement>(null);
+  const renderer = useRef<DomRenderer | null>(null);
+  const pending = useRef<number | null>(null);
+  const latest = useRef({ text, rev, streaming });
+  latest.current = { text, rev, streaming };
+
+  useEffect(() => {
+    const root = ref.current!;
+    if (!streaming && !renderer.current) {
+      // A finished message: one render, possibly from cache.
+      root.innerHTML = cacheKey ? cached(`${cacheKey}:${rev}`, text) : renderMarkdown(text);
+      enhance(Array.from(root.childNodes));
+      return;
+    }
+    renderer.current ??= new DomRenderer(root);
+    if (pending.current !== null) return;
+    pending.current = raf(() => {
+      pending.current = null;
+      const l = latest.current;
+      renderer.current?.apply(l.text, l.rev, !l.streaming);
+      if (!l.streaming) renderer.current = null;
+    });
+  }, [text, rev, streaming, cacheKey]);
+
+  useEffect(
+    () => () => {
+      if (pending.current !== null) caf(pending.current);
+    },
+    [],
+  );
+
+  const onClick = (e: MouseEvent) => {
+    const btn = (e.target as Element).closest?.('.code-copy');
+    if (!btn) return;
+    const code = btn.closest('.code-block')?.querySelector('code');
+    if (!code) return;
+    void copyText(code.textContent ?? '').then((ok) => {
+      btn.textContent = ok ? 'Copied' : 'Copy failed';
+      setTimeout(() => (btn.textContent = 'Copy'), 1500);
+    });
+  };
+
+  return <div class="markdown" ref={ref} onClick={onClick} />;
+}

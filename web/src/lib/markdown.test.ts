@@ -1,0 +1,184 @@
+// @vitest-environment jsdom
+import { describe, expect, it } from 'vitest';
+import { BlockSplitter, IncrementalMarkdown, blockRenderCount, renderBlock, renderMarkdown, splitBlocks } from './markdown';
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const DOC = `# Title
+
+Some *emphasis*, **strong**, ~~struck~~ and \`code\`, a [link](https://example.com).
+
+- item one
+- item two
+
+- loose item after a blank line
+  continued with indentation
+
+1. first
+2. second
+
+- [x] done task
+- [ ] open task
+
+| a | b |
+|---|:-:|
+| 1 | 2 |
+| 3 | 4 |
+
+\`\`\`python
+def f(x):
+
+    return x * 2
+\`\`\`
+
+> quoted
+> text
+
+Inline math $E = mc^2$ and \\(a^2 + b^2\\), prices $5 and $6.
+
+$$
+\\int_0^1 x\\,dx = \\frac12
+$$
+
+    indented code after a blank line
+
+~~~
+tilde fence with a blank line
+
+inside
+~~~
+
+Last paragraph without a newline`;
+
+/** Feed text in chunks and return the final HTML. */
+function streamed(text: string, cuts: number[]): string {
+  const r = new IncrementalMarkdown();
+  let prev = 0;
+  for (const c of [...cuts, text.length]) {
+    r.setText(text.slice(0, c));
+    prev = c;
+  }
+  void prev;
+  return r.html();
+}
+
+describe('block splitting', () => {
+  it('splits at blank lines but not inside fences, math or continuing lists', () => {
+    const blocks = splitBlocks(DOC);
+    expect(blocks.join('')).toBe(DOC);
+    const fence = blocks.find((b) => b.startsWith('```python'))!;
+    expect(fence).toContain('return x * 2');
+    expect(blocks.find((b) => b.startsWith('- item one'))).toContain('continued with indentation');
+    expect(blocks.find((b) => b.startsWith('$$'))).toContain('\\frac12');
+    expect(blocks.find((b) => b.startsWith('~~~'))).toContain('inside');
+  });
+
+  it('the incremental splitter agrees with the one-shot split for every prefix', () => {
+    const s = new BlockSplitter();
+    for (let i = 0; i <= DOC.length; i++) s.update(DOC.slice(0, i));
+    const oneShot = new BlockSplitter();
+    oneShot.update(DOC);
+    expect(s.ends).toEqual(oneShot.ends);
+  });
+});
+
+describe('incremental markdown', () => {
+  const oneShot = renderMarkdown(DOC);
+
+  it('renders GFM: tables, task lists, strikethrough; code blocks with a label and a copy button', () => {
+    expect(oneShot).toContain('<table>');
+    expect(oneShot).toContain('<del>struck</del>');
+    expect(oneShot).toMatch(/<input[^>]*type="checkbox"/);
+    expect(oneShot).toMatch(/<input[^>]*checked/);
+    expect(oneShot).toContain('<span class="code-lang">python</span>');
+    expect(oneShot).toContain('class="code-copy"');
+    expect(oneShot).toContain('data-lang="python"');
+    expect(oneShot).toContain('<h1>Title</h1>');
+  });
+
+  it('marks math for KaTeX, inline and block, and leaves prices alone', () => {
+    expect(oneShot).toContain('<span class="math" data-display="0">E = mc^2</span>');
+    expect(oneShot).toContain('<span class="math" data-display="0">a^2 + b^2</span>');
+    expect(oneShot).toMatch(/<div class="math math-display" data-display="1">\\int_0\^1/);
+    expect(oneShot).toContain('prices $5 and $6');
+  });
+
+  it('matches marked on a whole document for ordinary markdown', () => {
+    // The block-wise render equals rendering the whole text at once when no
+    // construct spans blocks (the usual case).
+    expect(renderMarkdown(DOC)).toBe(renderBlock(DOC));
+  });
+
+  it('streamed in random chunks gives the same HTML as a one-shot render', () => {
+    const r = rng(7);
+    for (let round = 0; round < 60; round++) {
+      const cuts: number[] = [];
+      const density = [0.01, 0.05, 0.3][round % 3]!;
+      for (let i = 1; i < DOC.length; i++) if (r() < density) cuts.push(i);
+      expect(streamed(DOC, cuts)).toBe(oneShot);
+    }
+  });
+
+  it('character by character gives the same HTML', () => {
+    const cuts = Array.from({ length: DOC.length - 1 }, (_, i) => i + 1);
+    expect(streamed(DOC, cuts)).toBe(oneShot);
+  });
+
+  it('starts over when the text is replaced rather than appended', () => {
+    const r = new IncrementalMarkdown();
+    r.setText('Hello\n\nworld', 0);
+    const u = r.setText('Other\n\ntext', 1);
+    expect(u.reset).toBe(true);
+    expect(r.html()).toBe(renderMarkdown('Other\n\ntext'));
+    const v = r.setText('Short', 1);
+    expect(v.reset).toBe(true);
+    expect(r.html()).toBe(renderMarkdown('Short'));
+  });
+
+  it('work per chunk is bounded: appending to a 1,000-block message renders only the tail', () => {
+    const para = (i: number) => `Paragraph ${i} with some **bold** text and \`code\`.\n\n`;
+    let text = '';
+    for (let i = 0; i < 1000; i++) text += para(i);
+    text += 'Start:';
+    const r = new IncrementalMarkdown();
+    expect(r.setText(text).added.length).toBe(1000);
+    const before = blockRenderCount();
+    let cur = text;
+    const words = 'the answer keeps growing word by word'.split(' ');
+    for (const w of words) {
+      cur += `${w} `;
+      const u = r.setText(cur);
+      expect(u.added.length).toBe(0);
+    }
+    // One render of the open block per chunk, whatever the message length.
+    expect(blockRenderCount() - before).toBe(words.length);
+
+    // Finishing a block renders it once, plus the new tail.
+    const b2 = blockRenderCount();
+    cur += '\n\nNext';
+    const u = r.setText(cur);
+    expect(u.added.length).toBe(1);
+    expect(blockRenderCount() - b2).toBe(2);
+    expect(r.html()).toBe(renderMarkdown(cur));
+  });
+
+  it('a render function is called with block-sized input only', () => {
+    const sizes: number[] = [];
+    const r = new IncrementalMarkdown((src) => {
+      sizes.push(src.length);
+      return src;
+    });
+    let text = '';
+    for (let i = 0; i < 300; i++) {
+      text += `Block ${i} text.\n\n`;
+      r.setText(text);
+    }
+    expect(Math.max(...sizes)).toBeLessThan(40);
+  });
+});

@@ -1,0 +1,273 @@
+// markdown.ts - markdown to safe HTML, incrementally.
+//
+// A message is split into blocks at blank lines that cannot continue the
+// construct before them (outside code fences and $$ math; a list continues
+// across blank lines while the next line is indented or another item).
+// Finished blocks are rendered once and cached; only the last, still-growing
+// block is rendered again as text arrives, so the work per chunk is bounded by
+// the size of that block, not of the message.
+//
+// Raw HTML in model output is shown as text; images become links (loading a
+// remote image can leak the conversation through its URL); the result always
+// goes through the sanitizer. Code blocks get a header with the language and
+// a copy button; math is marked up as <span class="math"> with the TeX as
+// text, for KaTeX to typeset later (lib/enhance.ts).
+
+import { Marked, type Tokens, type TokenizerAndRendererExtension } from 'marked';
+import { sanitizeHtml } from './sanitize';
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+function mathToken(type: string, raw: string, tex: string, display: boolean) {
+  return { type, raw, text: tex, display };
+}
+
+const mathBlock: TokenizerAndRendererExtension = {
+  name: 'mathBlock',
+  level: 'block',
+  start(src: string) {
+    const i = src.search(/(?:^|\n) {0,3}(?:\$\$|\\\[)/);
+    return i < 0 ? undefined : i + (src[i] === '\n' ? 1 : 0);
+  },
+  tokenizer(src: string) {
+    const m = /^ {0,3}\$\$([\s\S]+?)\$\$[ \t]*(?:\n+|$)/.exec(src) ?? /^ {0,3}\\\[([\s\S]+?)\\\][ \t]*(?:\n+|$)/.exec(src);
+    if (m) return mathToken('mathBlock', m[0], m[1]!.trim(), true);
+    return undefined;
+  },
+  renderer(token) {
+    return `<div class="math math-display" data-display="1">${escapeHtml(token.text as string)}</div>\n`;
+  },
+};
+
+const mathInline: TokenizerAndRendererExtension = {
+  name: 'mathInline',
+  level: 'inline',
+  start(src: string) {
+    const i = src.search(/\$|\\\(|\\\[/);
+    return i < 0 ? undefined : i;
+  },
+  tokenizer(src: string) {
+    let m = /^\$\$(?!\s)([\s\S]+?)\$\$/.exec(src);
+    if (m) return mathToken('mathInline', m[0], m[1]!, true);
+    m = /^\\\[([\s\S]+?)\\\]/.exec(src);
+    if (m) return mathToken('mathInline', m[0], m[1]!, true);
+    m = /^\\\(([\s\S]+?)\\\)/.exec(src);
+    if (m) return mathToken('mathInline', m[0], m[1]!, false);
+    // $x$: no space just inside the dollars, no digit right after the closing one ("$5 and $6").
+    m = /^\$(?![\s$])((?:\\.|[^\\$\n])+?)(?<![\s\\])\$(?!\d)/.exec(src);
+    if (m) return mathToken('mathInline', m[0], m[1]!, false);
+    return undefined;
+  },
+  renderer(token) {
+    const d = token.display as boolean;
+    return `<span class="math${d ? ' math-display' : ''}" data-display="${d ? 1 : 0}">${escapeHtml(token.text as string)}</span>`;
+  },
+};
+
+const md = new Marked({ gfm: true, breaks: false, async: false });
+md.use({
+  extensions: [mathBlock, mathInline],
+  renderer: {
+    code({ text, lang }: Tokens.Code) {
+      const language = (lang ?? '').trim().split(/\s+/)[0]!.toLowerCase().replace(/[^a-z0-9_+#.-]/g, '');
+      const label = language || 'text';
+      return (
+        `<div class="code-block"><div class="code-head"><span class="code-lang">${escapeHtml(label)}</span>` +
+        `<button type="button" class="code-copy" aria-label="Copy code">Copy</button></div>` +
+        `<pre><code class="${language ? `language-${escapeHtml(language)}` : ''}" data-lang="${escapeHtml(language)}">${escapeHtml(text)}</code></pre></div>\n`
+      );
+    },
+    html({ text }: Tokens.HTML | Tokens.Tag) {
+      return escapeHtml(text);
+    },
+    image({ href, text }: Tokens.Image) {
+      const label = text ? `Image: ${text}` : 'Image';
+      return `<a href="${escapeHtml(href)}" class="md-image-link">${escapeHtml(label)}</a>`;
+    },
+  },
+});
+
+let blockRenders = 0;
+/** How many times a block has been rendered (tests bound the work per chunk with it). */
+export function blockRenderCount(): number {
+  return blockRenders;
+}
+
+/** Render one block (or any markdown) to sanitized HTML. */
+export function renderBlock(src: string): string {
+  blockRenders++;
+  return sanitizeHtml(md.parse(src) as string);
+}
+
+// ---- block splitting -----------------------------------------------------------
+
+const FENCE = /^ {0,3}(`{3,}|~{3,})/;
+const LIST_ITEM = /^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)/;
+
+function isBlank(line: string): boolean {
+  return /^[ \t]*$/.test(line);
+}
+
+/**
+ * Incremental block splitter: feed it the whole text each time (append-only);
+ * it only looks at lines it has not seen. `done` holds the end offsets of
+ * finished blocks.
+ */
+export class BlockSplitter {
+  private pos = 0; // start of the first line not yet processed
+  private blockStart = 0;
+  private blankAt = -1; // a run of blank lines began here, inside the open block
+  private fence: { ch: string; len: number } | null = null;
+  private inMath: '$$' | '\\]' | null = null;
+  private blockIsList = false;
+  private blockFirstLine = true;
+  /** End offsets of finished blocks (each block runs from the previous end). */
+  readonly ends: number[] = [];
+
+  get openStart(): number {
+    return this.blockStart;
+  }
+
+  /** Feed the text (the previous text plus more). Returns how many blocks finished. */
+  update(text: string): number {
+    const before = this.ends.length;
+    for (;;) {
+      const nl = text.indexOf('\n', this.pos);
+      if (nl < 0) break;
+      this.line(this.pos, text.slice(this.pos, nl).replace(/\r$/, ''));
+      this.pos = nl + 1;
+    }
+    // A partial last line can already settle a boundary: after a blank line,
+    // an unindented line ends a block that is not a list.
+    if (this.pos < text.length && this.blankAt >= 0 && !this.fence && !this.inMath && !this.blockIsList) {
+      const c = text.charCodeAt(this.pos);
+      if (c !== 32 && c !== 9 && c !== 13) this.cut(this.pos);
+    }
+    return this.ends.length - before;
+  }
+
+  private cut(at: number): void {
+    if (at > this.blockStart) this.ends.push(at);
+    this.blockStart = at;
+    this.blankAt = -1;
+    this.blockFirstLine = true;
+    this.blockIsList = false;
+  }
+
+  private line(start: number, l: string): void {
+    if (this.fence) {
+      const m = FENCE.exec(l);
+      if (m && m[1]![0] === this.fence.ch && m[1]!.length >= this.fence.len && isBlank(l.slice(m[0].length))) this.fence = null;
+      return;
+    }
+    if (this.inMath) {
+      if (l.trimEnd().endsWith(this.inMath)) this.inMath = null;
+      return;
+    }
+    if (isBlank(l)) {
+      if (this.blankAt < 0 && !this.blockFirstLine) this.blankAt = start;
+      return;
+    }
+    if (this.blankAt >= 0) {
+      const indented = l[0] === ' ' || l[0] === '\t';
+      const continuesList = this.blockIsList && LIST_ITEM.test(l);
+      if (!indented && !continuesList) this.cut(start);
+      else this.blankAt = -1;
+    }
+    if (this.blockFirstLine) {
+      this.blockFirstLine = false;
+      this.blockIsList = LIST_ITEM.test(l);
+    }
+    const f = FENCE.exec(l);
+    if (f) {
+      // A backtick fence's info string may not contain backticks; then it is inline code.
+      if (!(f[1]![0] === '`' && l.slice(f[0].length).includes('`'))) this.fence = { ch: f[1]![0]!, len: f[1]!.length };
+      return;
+    }
+    const t = l.trim();
+    if (t.startsWith('$$') && !(t.length > 2 && t.slice(2).includes('$$'))) this.inMath = '$$';
+    else if (t.startsWith('\\[') && !t.includes('\\]')) this.inMath = '\\]';
+  }
+}
+
+/** Split a whole text into blocks at once (the same rules, for one-shot rendering). */
+export function splitBlocks(text: string): string[] {
+  const s = new BlockSplitter();
+  s.update(text);
+  const out: string[] = [];
+  let prev = 0;
+  for (const e of s.ends) {
+    out.push(text.slice(prev, e));
+    prev = e;
+  }
+  if (prev < text.length) out.push(text.slice(prev));
+  return out;
+}
+
+/** One-shot render of a whole text (what the incremental renderer must equal). */
+export function renderMarkdown(text: string, render: (src: string) => string = renderBlock): string {
+  return splitBlocks(text).map(render).join('');
+}
+
+export interface RenderUpdate {
+  /** The whole output was replaced (text was not an append). */
+  reset: boolean;
+  /** HTML of blocks that finished with this update, in order. */
+  added: string[];
+  /** HTML of the open block (may be ''). */
+  tail: string;
+}
+
+/**
+ * Incremental renderer: setText() with the growing text; finished blocks are
+ * rendered once, the open block again each time. A text that does not extend
+ * the previous one (or a new `rev`) starts over.
+ */
+export class IncrementalMarkdown {
+  private splitter = new BlockSplitter();
+  private text = '';
+  private rev: number | null = null;
+  private doneHtml: string[] = [];
+  private tailSrc = '';
+  private tailHtml = '';
+
+  constructor(private readonly render: (src: string) => string = renderBlock) {}
+
+  setText(text: string, rev = 0): RenderUpdate {
+    let reset = false;
+    // Appends keep the previous text as a prefix. A cheap check (length and
+    // the last character) plus the caller's rev counter, which it bumps on
+    // every non-append replacement, keeps this O(1) rather than O(length).
+    const prevLen = this.text.length;
+    if (rev !== this.rev || text.length < prevLen || (prevLen > 0 && text.charCodeAt(prevLen - 1) !== this.text.charCodeAt(prevLen - 1))) {
+      reset = this.rev !== null;
+      this.splitter = new BlockSplitter();
+      this.doneHtml = [];
+      this.tailSrc = '';
+      this.tailHtml = '';
+      this.rev = rev;
+    }
+    this.text = text;
+    const before = this.splitter.ends.length;
+    this.splitter.update(text);
+    const ends = this.splitter.ends;
+    const added: string[] = [];
+    for (let i = before; i < ends.length; i++) {
+      const html = this.render(text.slice(i === 0 ? 0 : ends[i - 1], ends[i]));
+      this.doneHtml.push(html);
+      added.push(html);
+    }
+    const tailSrc = text.slice(this.splitter.openStart);
+    if (tailSrc !== this.tailSrc || added.length > 0 || reset) {
+      this.tailSrc = tailSrc;
+      this.tailHtml = tailSrc ? this.render(tailSrc) : '';
+    }
+    return { reset, added, tail: this.tailHtml };
+  }
+
+  html(): string {
+    return this.doneHtml.join('') + this.tailHtml;
+  }
+}

@@ -1,0 +1,39 @@
+// main.tsx - boot: styles, theme, session listeners, render.
+import { render } from 'preact';
+import { effect } from '@preact/signals';
+import './styles.css';
+import { App } from './App';
+import { theme } from './state/ui';
+import { onSignedIn, onSignedOut } from './state/session';
+import { loadChats, resetChats } from './state/chats';
+import { loadConnection, loadModels } from './state/connection';
+import { closeChat, refreshOpenChat } from './state/chat';
+
+if (import.meta.env.DEV) void import('./debug');
+
+// Theme: an explicit choice wins; "system" follows prefers-color-scheme.
+const media = window.matchMedia('(prefers-color-scheme: dark)');
+function applyTheme(): void {
+  const t = theme.value;
+  const dark = t === 'dark' || (t === 'system' && media.matches);
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
+}
+effect(applyTheme);
+media.addEventListener('change', applyTheme);
+
+onSignedIn(() => {
+  void loadChats();
+  void loadConnection();
+  void loadModels();
+});
+onSignedOut(() => {
+  closeChat();
+  resetChats();
+});
+
+// Back to a tab: pick up what other tabs did to the open chat.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') void refreshOpenChat();
+});
+
+render(<App />, document.getElementById('app')!);

@@ -1,0 +1,19 @@
+import { defineConfig } from 'vitest/config';
+
+// The C server serves dist/ and falls back to index.html for client routes.
+// `npm run dev` proxies /api to it (CHATOPENAII_URL, default 127.0.0.1:8080).
+export default defineConfig({
+  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  build: {
+    target: 'es2022',
+    modulePreload: { polyfill: false },
+    sourcemap: false,
+  },
+  server: {
+    proxy: { '/api': { target: process.env.CHATOPENAII_URL ?? 'http://127.0.0.1:8080', changeOrigin: false } },
+  },
+  test: {
+    environment: 'happy-dom',
+    include: ['src/**/*.test.{ts,tsx}'],
+  },
+});
