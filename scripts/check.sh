@@ -9,8 +9,10 @@ if grep -nE "$banned" server/src -r --include='*.c' --include='*.h'; then
   echo "check: banned functions above (use snprintf, strtol, strtok_r, buf_*)"
   status=1
 fi
-if grep -rn 'printf *(.*api_key' server/src --include='*.c'; then
-  echo "check: an API key may reach a log or an error"
+# a secret variable passed as an argument to a log or error call
+if grep -rnE '(log_[a-z]+|log_kv|fprintf|api_fail)\(.*,\s*[a-z_>.-]*(api_key|master_key|password|pw)\s*[,)]' \
+    server/src --include='*.c'; then
+  echo "check: a secret may reach a log or an error"
   status=1
 fi
 [ $status = 0 ] && echo "check: ok"
