@@ -482,3 +482,34 @@ async function collect(e, url, { lastEventId } = {}) {
   if (f.error) throw f.error;
   return evs;
 }
+
+test('deleting a chat stops its running answer; edit/regenerate also wait for it (409)', async () => {
+  await withEnv({}, async (e) => {
+    const chatId = await e.newChat();
+    const first = await e.send(chatId, 'Hello');
+    await e.run(first.json);
+    const r = await e.send(chatId, 'Long one', { model: 'slow:20:300' });
+    const id = r.json.turn.id;
+    const f = e.follow(r.json);
+    await f.waitDeltas(3);
+    // a second generation in the same chat is refused while this one runs
+    const regen = await e.c.post(`/api/v1/chats/${chatId}/messages/${first.json.assistant_message.id}/regenerate`, {});
+    assert.equal(regen.status, 409, regen.text);
+    assert.equal(regen.json.error.code, 'turn_in_progress');
+    const edit = await e.c.post(`/api/v1/chats/${chatId}/messages/${first.json.user_message.id}/edit`, { content: 'x' });
+    assert.equal(edit.status, 409, edit.text);
+
+    const d = await e.c.delete(`/api/v1/chats/${chatId}`);
+    assert.equal(d.status, 204, d.text);
+    const t0 = Date.now();
+    await f.finished;
+    assert.ok(Date.now() - t0 < 3000, 'the stream ends soon after the delete');
+    const last = f.events.at(-1);
+    assert.equal(last.event, 'done');
+    assert.equal(parse(last).status, 'stopped');
+    assert.equal((await e.c.get(`/api/v1/chats/${chatId}`)).status, 404);
+    await sleep(200);
+    assert.ok(!e.srv.logs().some((l) => l.includes('turn persist failed')), 'no store errors');
+    assert.equal(id.length, 36);
+  });
+});

@@ -9,6 +9,7 @@
 #include "../lib/caps.h"
 #include "../lib/ids.h"
 #include "../lib/utf8.h"
+#include "../llm/turn.h"
 #include "../views.h"
 #include "api.h"
 
@@ -281,6 +282,12 @@ void api_chats_update(struct api_ctx *c)
     store_chat_clear(&ch);
 }
 
+static void delete_on_loop(struct api_ctx *c)
+{
+    turns_stop_chat(c->app, c->params[0]);
+    http_ctx_finish(c);
+}
+
 void api_chats_delete(struct api_ctx *c)
 {
     if (!ids_valid(c->params[0]))
@@ -291,4 +298,5 @@ void api_chats_delete(struct api_ctx *c)
     if (e != APP_OK)
         return api_fail_err(c, e, "");
     api_reply_take(c, 204, NULL);
+    c->on_loop = delete_on_loop; /* answers still streaming into it stop */
 }

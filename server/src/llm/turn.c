@@ -216,7 +216,7 @@ static void persist_work(void *arg, void *ctx)
     struct persist_job *j = arg;
     struct store *st = ctx;
     j->rc = store_message_update(st, j->id, j->content, j->status, j->error, j->pt, j->ct);
-    if (j->rc != APP_OK)
+    if (j->rc != APP_OK && j->rc != APP_ENOTFOUND) /* ENOTFOUND: chat deleted meanwhile */
         log_error("turn persist failed", "turn", j->id, "detail", store_errmsg(st), NULL);
     if (j->final) {
         (void)store_chat_touch(st, j->chat_id, now_ms());
@@ -770,6 +770,13 @@ int turn_stop(struct app *app, const char *msg_id)
         return 1;
     finish(t, "stopped", NULL);
     return 0;
+}
+
+void turns_stop_chat(struct app *app, const char *chat_id)
+{
+    for (struct turn *t = app->turns->head; t; t = t->next)
+        if (t->state < T_FINISHING && strcmp(t->msg.chat_id, chat_id) == 0)
+            finish(t, "stopped", NULL);
 }
 
 void turns_shutdown(struct app *app)

@@ -46,6 +46,8 @@ bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *
                     long long last_event_id);
 /* Explicit stop: 0 stopped now, 1 already finished, -1 unknown turn. */
 int turn_stop(struct app *app, const char *msg_id);
+/* Stop every running turn of a chat (the chat is being deleted). */
+void turns_stop_chat(struct app *app, const char *chat_id);
 /* Interrupt every running turn (SIGTERM): content is stored, status
  * "interrupted". */
 void turns_shutdown(struct app *app);

@@ -144,6 +144,16 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     if (stick.current) toBottom();
   });
 
+  // The person sent, edited or regenerated: follow the new answer.
+  const nonce = chat.followNonce.value;
+  useLayoutEffect(() => {
+    if (nonce === 0) return;
+    stick.current = true;
+    setShowJump(false);
+    recompute();
+    toBottom();
+  }, [nonce]);
+
   const onScroll = () => {
     const el = scroller.current;
     if (!el) return;

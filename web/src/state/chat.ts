@@ -24,6 +24,8 @@ export class OpenChat {
   /** Ids of messages being generated. */
   readonly live = signal<ReadonlySet<string>>(new Set());
   readonly reconnecting = signal(false);
+  /** Bumped when the person starts a turn: the list jumps to the bottom and follows. */
+  readonly followNonce = signal(0);
   closed = false;
 
   constructor(chat: Chat, messages: Message[]) {
@@ -149,6 +151,7 @@ export class OpenChat {
       this.chat.value = { ...c, current_leaf_id: t.assistant_message.id, updated_at: Date.now() };
     });
     touchChat(this.chat.value, Date.now());
+    this.followNonce.value++;
     announce('Generating…');
     this.follow(t.assistant_message.id);
   }
