@@ -493,6 +493,7 @@ int main(int argc, char **argv)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    umask(077); /* the database, its WAL and the master key are private */
     struct app app;
     memset(&app, 0, sizeof app);
     char err[512];

@@ -202,6 +202,10 @@ test('login: success; wrong password and unknown email give identical 401 invali
     assert.ok(ck && ck.value.length >= 32, 'login sets a session cookie');
     assert.equal(ck.attrs.httponly, true);
     assert.equal((await c.get(ME)).status, 200);
+    // Email lookup ignores ASCII case, like the uniqueness check.
+    const upper = await new Client(url).post(LOGIN, { email: 'ERIN@Example.COM', password: PW });
+    assert.equal(upper.status, 200, `login with different email case: ${upper.text}`);
+    assert.equal(upper.json.user.email, 'erin@example.com', 'the stored spelling is returned');
 
     const wrong = await new Client(url).post(LOGIN, { email: 'erin@example.com', password: 'wrong password' });
     const unknown = await new Client(url).post(LOGIN, { email: 'nobody@example.com', password: 'wrong password' });

@@ -11,6 +11,12 @@
 
 #define TOUCH_INTERVAL_MS (60 * 1000)
 
+static char *cookie_value(struct api_ctx *c, const char *token, int64_t max_age)
+{
+    return xasprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%lld%s", AUTH_COOKIE, token,
+                     (long long)max_age, c->app->cfg.cookie_secure ? "; Secure" : "");
+}
+
 enum app_err auth_session_resolve(struct api_ctx *c)
 {
     if (!c->cookie_token || !*c->cookie_token || strlen(c->cookie_token) > 128)
@@ -33,17 +39,15 @@ enum app_err auth_session_resolve(struct api_ctx *c)
         if (store_session_touch(c->st, c->session.id, now, exp) == APP_OK) {
             c->session.last_seen_at = now;
             c->session.expires_at = exp;
+            /* slide the browser's cookie too, or it would expire first */
+            free(c->set_cookie);
+            c->set_cookie = cookie_value(c, c->cookie_token, c->app->cfg.session_ttl_s);
         }
     }
     c->authed = true;
     return APP_OK;
 }
 
-static char *cookie_value(struct api_ctx *c, const char *token, int64_t max_age)
-{
-    return xasprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%lld%s", AUTH_COOKIE, token,
-                     (long long)max_age, c->app->cfg.cookie_secure ? "; Secure" : "");
-}
 
 enum app_err auth_session_start(struct api_ctx *c, const char *user_id)
 {

@@ -223,4 +223,140 @@ enum app_err store_message_newest_leaf(struct store *st, const char *id, char ou
  * "interrupted" (its content kept). *n receives the count. */
 enum app_err store_message_mark_interrupted(struct store *st, int64_t *n);
 
+/* ==== gateway (schema v2) ================================================== */
+
+/* ---- API tokens: personal bearer tokens for /v1 ---------------------------- */
+struct store_token {
+    char id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    char *name;
+    char token_hash[65];   /* hex sha256 of the secret token */
+    char prefix[16];       /* first characters of the token, for display ("coai-AbCd") */
+    char *models;          /* JSON array text of allowed models, NULL = all */
+    int64_t rpm;           /* requests per minute for this token, -1 = no token limit */
+    int64_t tpm;           /* tokens per minute for this token, -1 = no token limit */
+    int64_t expires_at;    /* 0 = never */
+    int64_t created_at;
+    int64_t last_used_at;  /* 0 = never */
+    int64_t revoked_at;    /* 0 = active */
+};
+void store_token_clear(struct store_token *t);
+void store_token_list_free(struct store_token *list, size_t n);
+/* If t->id is empty an id is generated. APP_ECONFLICT on a duplicate hash. */
+enum app_err store_token_create(struct store *st, struct store_token *t);
+/* Active tokens only: APP_ENOTFOUND if missing, revoked, or expired (expires_at != 0
+ * && expires_at <= now). */
+enum app_err store_token_get_by_hash(struct store *st, const char *token_hash, int64_t now,
+                                     struct store_token *out);
+/* Every token of the user (revoked ones too), newest first. */
+enum app_err store_token_list(struct store *st, const char *user_id, struct store_token **out,
+                              size_t *n);
+/* Sets revoked_at = now if the token belongs to user_id and is active (APP_ENOTFOUND otherwise). */
+enum app_err store_token_revoke(struct store *st, const char *user_id, const char *id, int64_t now);
+enum app_err store_token_touch(struct store *st, const char *id, int64_t now);
+
+/* ---- key pool: provider keys registered by admins ---------------------------- */
+struct store_pool_key {
+    char id[STORE_ID_LEN + 1];
+    char *name;
+    char *base_url;
+    unsigned char *key_ct; /* sealed like store_conn.key_ct */
+    size_t key_ct_len;
+    int key_version;
+    char key_last4[5];
+    int weight;            /* >= 1 */
+    int64_t rpm;           /* per-key request limit per minute, -1 = none */
+    int64_t tpm;           /* per-key token limit per minute, -1 = none */
+    bool enabled;          /* false = out of rotation */
+    char *disabled_reason; /* NULL when enabled */
+    int64_t created_at;
+    int64_t updated_at;
+};
+void store_pool_key_clear(struct store_pool_key *k);
+void store_pool_key_list_free(struct store_pool_key *list, size_t n);
+enum app_err store_pool_key_create(struct store *st, struct store_pool_key *k);
+/* All pool keys, oldest first. */
+enum app_err store_pool_key_list(struct store *st, struct store_pool_key **out, size_t *n);
+enum app_err store_pool_key_get(struct store *st, const char *id, struct store_pool_key *out);
+/* Updates name, base_url, weight, rpm, tpm, enabled, disabled_reason (all columns
+ * from k except id/key/created_at). */
+enum app_err store_pool_key_update(struct store *st, const struct store_pool_key *k);
+enum app_err store_pool_key_set_key(struct store *st, const char *id, const unsigned char *ct,
+                                    size_t ct_len, int key_version, const char *last4);
+enum app_err store_pool_key_delete(struct store *st, const char *id);
+
+/* ---- usage records ------------------------------------------------------------ */
+struct store_usage {
+    char id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    char token_id[STORE_ID_LEN + 1];  /* "" = not through an API token (web chat) */
+    char key_id[STORE_ID_LEN + 1];    /* pool key id, "" = the user's own or the server default */
+    char key_source[16];              /* "pool" | "user" | "server" */
+    char endpoint[32];                /* "chat/completions", "embeddings", "chat" (web turn), ... */
+    char *model;
+    int64_t prompt_tokens;
+    int64_t cached_tokens;
+    int64_t completion_tokens;
+    bool tokens_estimated;            /* counted by us: the provider sent no usage */
+    int64_t cost_micros;              /* USD * 1e6 */
+    int64_t latency_ms;
+    int status;                       /* HTTP status the client got */
+    int64_t created_at;
+};
+void store_usage_clear(struct store_usage *u);
+enum app_err store_usage_insert(struct store *st, struct store_usage *u);
+/* Usage grouped by UTC day, model and user for created_at in [from, to).
+ * user_id NULL = everyone. Rows ordered by day, model, user. */
+struct store_usage_row {
+    char day[11];                     /* YYYY-MM-DD (UTC) */
+    char *model;
+    char user_id[STORE_ID_LEN + 1];
+    char *email;                      /* the user's email (for reports) */
+    int64_t requests;
+    int64_t prompt_tokens;
+    int64_t cached_tokens;
+    int64_t completion_tokens;
+    int64_t cost_micros;
+    int64_t errors;                   /* rows with status >= 400 */
+};
+void store_usage_rows_free(struct store_usage_row *rows, size_t n);
+enum app_err store_usage_report(struct store *st, int64_t from, int64_t to, const char *user_id,
+                                struct store_usage_row **out, size_t *n);
+/* Totals of one user since `since` (for monthly budgets). */
+enum app_err store_usage_totals(struct store *st, const char *user_id, int64_t since,
+                                int64_t *tokens, int64_t *cost_micros);
+/* Per pool key since `since`: requests, tokens, errors (for the admin view). */
+enum app_err store_usage_key_totals(struct store *st, const char *key_id, int64_t since,
+                                    int64_t *requests, int64_t *tokens, int64_t *errors);
+
+/* ---- prices (USD per million tokens, as micro-dollars) -------------------------- */
+struct store_price {
+    char *model;
+    int64_t input_micros;             /* per 1M input tokens, e.g. 2.50 USD = 2500000 */
+    int64_t cached_input_micros;
+    int64_t output_micros;
+    int64_t updated_at;
+};
+void store_price_list_free(struct store_price *list, size_t n);
+enum app_err store_price_list(struct store *st, struct store_price **out, size_t *n);
+enum app_err store_price_upsert(struct store *st, const struct store_price *p);
+enum app_err store_price_delete(struct store *st, const char *model);
+
+/* ---- per-user limits and monthly budgets -------------------------------------- */
+struct store_user_limits {
+    char user_id[STORE_ID_LEN + 1];
+    int64_t rpm;                      /* -1 = server default */
+    int64_t tpm;                      /* -1 = server default */
+    int64_t monthly_tokens;           /* -1 = unlimited */
+    int64_t monthly_cost_micros;      /* -1 = unlimited */
+    int64_t updated_at;
+};
+/* APP_ENOTFOUND when none were set (callers use defaults). */
+enum app_err store_user_limits_get(struct store *st, const char *user_id,
+                                   struct store_user_limits *out);
+enum app_err store_user_limits_set(struct store *st, const struct store_user_limits *l);
+/* Every user, oldest first (admin views). */
+enum app_err store_user_list(struct store *st, struct store_user **out, size_t *n);
+void store_user_list_free(struct store_user *list, size_t n);
+
 #endif

@@ -46,13 +46,16 @@ const caf: (h: number) => void = typeof cancelAnimationFrame === 'function' ? ca
 class DomRenderer {
   private md = new IncrementalMarkdown();
   private tailNodes: Node[] = [];
+  // A code fence still being written: its text node and how much is in it.
+  private fence: { text: Text; len: number } | null = null;
   constructor(private readonly root: HTMLElement) {}
 
   apply(text: string, rev: number, finished: boolean): void {
-    const u = this.md.setText(text, rev);
+    const u = this.md.setText(text, rev, { lazyFence: !finished });
     if (u.reset) {
       this.root.textContent = '';
       this.tailNodes = [];
+      this.fence = null;
     }
     const firstTail = this.tailNodes[0] ?? null;
     for (const html of u.added) {
@@ -61,11 +64,50 @@ class DomRenderer {
       this.root.insertBefore(f, firstTail);
       enhance(nodes);
     }
+    if (u.fence) {
+      if (!this.fence || u.added.length > 0) this.startFence(u.fence.lang);
+      const f = this.fence!;
+      if (u.fence.code.length < f.len) {
+        f.text.data = u.fence.code;
+      } else {
+        f.text.appendData(u.fence.code.slice(f.len));
+      }
+      f.len = u.fence.code.length;
+      return;
+    }
+    this.fence = null;
     for (const n of this.tailNodes) n.parentNode?.removeChild(n);
-    const f = fragment(u.tail);
+    const f = fragment(u.tail ?? '');
     this.tailNodes = Array.from(f.childNodes);
     this.root.appendChild(f);
     if (finished) enhance(this.tailNodes);
+  }
+
+  /** The growing code block, built with DOM calls (its text is never parsed as HTML). */
+  private startFence(lang: string): void {
+    for (const n of this.tailNodes) n.parentNode?.removeChild(n);
+    const block = document.createElement('div');
+    block.className = 'code-block';
+    const head = document.createElement('div');
+    head.className = 'code-head';
+    const label = document.createElement('span');
+    label.className = 'code-lang';
+    label.textContent = lang.toLowerCase() || 'text';
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'code-copy';
+    copy.setAttribute('aria-label', 'Copy code');
+    copy.textContent = 'Copy';
+    head.append(label, copy);
+    const pre = document.createElement('pre');
+    const code = document.createElement('code');
+    const t = document.createTextNode('');
+    code.appendChild(t);
+    pre.appendChild(code);
+    block.append(head, pre);
+    this.root.appendChild(block);
+    this.tailNodes = [block];
+    this.fence = { text: t, len: 0 };
   }
 }
 

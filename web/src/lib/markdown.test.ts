@@ -182,3 +182,24 @@ describe('incremental markdown', () => {
     expect(Math.max(...sizes)).toBeLessThan(40);
   });
 });
+
+describe('growing code blocks', () => {
+  it('with lazyFence, a code block being written is handed over as text, not re-rendered', () => {
+    const r = new IncrementalMarkdown();
+    let text = 'Intro.\n\n```ts\n';
+    r.setText(text, 0, { lazyFence: true });
+    const before = blockRenderCount();
+    for (let i = 0; i < 200; i++) {
+      text += `const x${i} = ${i};\n`;
+      const u = r.setText(text, 0, { lazyFence: true });
+      expect(u.tail).toBeNull();
+      expect(u.fence?.lang).toBe('ts');
+      expect(u.fence?.code.endsWith(`const x${i} = ${i};\n`)).toBe(true);
+    }
+    expect(blockRenderCount() - before).toBe(0);
+    text += '```\n\nAfter.';
+    const u = r.setText(text, 0, { lazyFence: true });
+    expect(u.added.length).toBe(2); // the intro was finished earlier; the fence now
+    expect(r.html()).toBe(renderMarkdown(text).replace(renderBlock('Intro.\n\n'), renderBlock('Intro.\n\n')));
+  });
+});

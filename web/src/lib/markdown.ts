@@ -119,7 +119,7 @@ export class BlockSplitter {
   private pos = 0; // start of the first line not yet processed
   private blockStart = 0;
   private blankAt = -1; // a run of blank lines began here, inside the open block
-  private fence: { ch: string; len: number } | null = null;
+  private fence: { ch: string; len: number; lang: string; content: number; first: boolean } | null = null;
   private inMath: '$$' | '\\]' | null = null;
   private blockIsList = false;
   private blockFirstLine = true;
@@ -128,6 +128,18 @@ export class BlockSplitter {
 
   get openStart(): number {
     return this.blockStart;
+  }
+
+  /**
+   * When the open block is nothing but a code fence still being written:
+   * its language and where its code starts (so a renderer can append code
+   * text instead of re-rendering the block).
+   */
+  get openFence(): { lang: string; content: number } | null {
+    const f = this.fence;
+    if (!f || !f.first || this.blankAt >= 0) return null;
+    // The text may end in the opener line's own newline being the last char.
+    return { lang: f.lang, content: f.content };
   }
 
   /** Feed the text (the previous text plus more). Returns how many blocks finished. */
@@ -176,6 +188,7 @@ export class BlockSplitter {
       if (!indented && !continuesList) this.cut(start);
       else this.blankAt = -1;
     }
+    const first = this.blockFirstLine;
     if (this.blockFirstLine) {
       this.blockFirstLine = false;
       this.blockIsList = LIST_ITEM.test(l);
@@ -183,7 +196,10 @@ export class BlockSplitter {
     const f = FENCE.exec(l);
     if (f) {
       // A backtick fence's info string may not contain backticks; then it is inline code.
-      if (!(f[1]![0] === '`' && l.slice(f[0].length).includes('`'))) this.fence = { ch: f[1]![0]!, len: f[1]!.length };
+      const info = l.slice(f[0].length);
+      if (!(f[1]![0] === '`' && info.includes('`'))) {
+        this.fence = { ch: f[1]![0]!, len: f[1]!.length, lang: info.trim().split(/\s+/)[0] ?? '', content: start + l.length + 1, first: first && start === this.blockStart };
+      }
       return;
     }
     const t = l.trim();
@@ -216,8 +232,10 @@ export interface RenderUpdate {
   reset: boolean;
   /** HTML of blocks that finished with this update, in order. */
   added: string[];
-  /** HTML of the open block (may be ''). */
-  tail: string;
+  /** HTML of the open block (may be ''); null when `fence` describes it instead. */
+  tail: string | null;
+  /** With { lazyFence: true }: the open block is a code fence still being written. */
+  fence?: { lang: string; code: string };
 }
 
 /**
@@ -235,7 +253,7 @@ export class IncrementalMarkdown {
 
   constructor(private readonly render: (src: string) => string = renderBlock) {}
 
-  setText(text: string, rev = 0): RenderUpdate {
+  setText(text: string, rev = 0, opts: { lazyFence?: boolean } = {}): RenderUpdate {
     let reset = false;
     // Appends keep the previous text as a prefix. A cheap check (length and
     // the last character) plus the caller's rev counter, which it bumps on
@@ -258,6 +276,14 @@ export class IncrementalMarkdown {
       const html = this.render(text.slice(i === 0 ? 0 : ends[i - 1], ends[i]));
       this.doneHtml.push(html);
       added.push(html);
+    }
+    const fence = opts.lazyFence ? this.splitter.openFence : null;
+    if (fence) {
+      // A growing code block: the caller appends the code text itself, so
+      // the work per chunk stays proportional to the chunk.
+      this.tailSrc = '';
+      this.tailHtml = '';
+      return { reset, added, tail: null, fence: { lang: fence.lang, code: text.slice(Math.min(fence.content, text.length)) } };
     }
     const tailSrc = text.slice(this.splitter.openStart);
     if (tailSrc !== this.tailSrc || added.length > 0 || reset) {
