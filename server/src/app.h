@@ -14,6 +14,7 @@ struct curlev;
 struct turn_registry;
 struct static_files;
 struct models_cache;
+struct gateway;
 
 struct app {
     struct config cfg;
@@ -26,6 +27,7 @@ struct app {
     struct turn_registry *turns;
     struct static_files *web;
     struct models_cache *models;
+    struct gateway *gw;             /* the /v1 gateway: principals, buckets, key pool, prices */
     unsigned char box_key[32];      /* AES-256-GCM key for provider keys (HKDF of the master key) */
     int key_version;                /* fingerprint of the master key, stored beside ciphertexts */
     bool shutting_down;

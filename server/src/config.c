@@ -174,6 +174,15 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->models_cache_s = (int)n;
     if (parse_bool("CHATOPENAII_TITLES", "on", "off", true, &cfg->titles, err, errlen))
         return -1;
+    if (parse_int("CHATOPENAII_GATEWAY_RPM", 0, 100000000, 600, &n, err, errlen))
+        return -1;
+    cfg->gateway_rpm = n;
+    if (parse_int("CHATOPENAII_GATEWAY_TPM", 0, 1000000000000L, 2000000, &n, err, errlen))
+        return -1;
+    cfg->gateway_tpm = n;
+    if (parse_int("CHATOPENAII_GATEWAY_CACHE_MS", 0, 3600000, 30000, &n, err, errlen))
+        return -1;
+    cfg->gateway_cache_ms = n;
     return 0;
 }
 

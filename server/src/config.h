@@ -32,6 +32,9 @@ struct config {
     int persist_ms;           /* CHATOPENAII_PERSIST_MS, default 500 */
     int models_cache_s;       /* CHATOPENAII_MODELS_CACHE, default 300 */
     bool titles;              /* CHATOPENAII_TITLES=on|off, default on */
+    int64_t gateway_rpm;      /* CHATOPENAII_GATEWAY_RPM per user, default 600 (0 = unlimited) */
+    int64_t gateway_tpm;      /* CHATOPENAII_GATEWAY_TPM per user, default 2000000 (0 = unlimited) */
+    int64_t gateway_cache_ms; /* CHATOPENAII_GATEWAY_CACHE_MS token cache, default 30000 */
 };
 
 /* Fills cfg from the environment. Returns 0, or -1 with a message naming the

@@ -18,6 +18,7 @@
 #include "app.h"
 #include "config.h"
 #include "http/http.h"
+#include "gateway/gateway.h"
 #include "http/static.h"
 #include "lib/crypto.h"
 #include "lib/ids.h"
@@ -161,6 +162,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     app->shutting_down = true;
     http_server_stop_accepting(app);
     turns_shutdown(app);
+    gateway_shutdown(app);
     provider_fetch_cancel_all(app);
     app->shutdown_poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
     struct timeval tv = {0, 10000};
@@ -182,6 +184,39 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     struct app *app = arg;
     if (!app->shutting_down)
         pool_submit(app->pool, purge_work, free, xcalloc(1, sizeof(struct purge_job)));
+}
+
+/* A fresh install gets list prices (USD per 1M tokens: input, cached input,
+ * output) for common models; admins edit them through the API. */
+static int seed_prices(struct config *cfg)
+{
+    static const struct {
+        const char *model;
+        int64_t in, cached, out;
+    } defaults[] = {
+        {"gpt-4o", 2500000, 1250000, 10000000},    {"gpt-4o-mini", 150000, 75000, 600000},
+        {"gpt-4.1", 2000000, 500000, 8000000},     {"gpt-4.1-mini", 400000, 100000, 1600000},
+        {"gpt-4.1-nano", 100000, 25000, 400000},   {"o4-mini", 1100000, 275000, 4400000},
+        {"gpt-3.5-turbo", 500000, 500000, 1500000},
+    };
+    struct store *st = open_store(cfg);
+    if (!st)
+        return -1;
+    struct store_price *list = NULL;
+    size_t n = 0;
+    enum app_err e = store_price_list(st, &list, &n);
+    store_price_list_free(list, n);
+    for (size_t i = 0; e == APP_OK && n == 0 && i < sizeof defaults / sizeof defaults[0]; i++) {
+        struct store_price p = {.model = (char *)defaults[i].model,
+                                .input_micros = defaults[i].in,
+                                .cached_input_micros = defaults[i].cached,
+                                .output_micros = defaults[i].out};
+        e = store_price_upsert(st, &p);
+    }
+    if (e != APP_OK)
+        fprintf(stderr, "chatopenaii: cannot seed prices: %s\n", store_errmsg(st));
+    store_close(st);
+    return e == APP_OK ? 0 : -1;
 }
 
 static int cmd_serve(struct app *app)
@@ -225,11 +260,14 @@ static int cmd_serve(struct app *app)
     app->turns = turns_new(app);
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
+    if (seed_prices(cfg) != 0)
+        return 1;
     app->pool = pool_new(app->base, cfg->workers, worker_init, worker_fini, app);
     if (!app->pool) {
         fprintf(stderr, "chatopenaii: cannot start workers (CHATOPENAII_DATABASE_URL)\n");
         return 1;
     }
+    gateway_new(app);
     char err[256];
     if (http_server_start(app, err, sizeof err) != 0) {
         fprintf(stderr, "chatopenaii: %s\n", err);
@@ -256,6 +294,7 @@ static int cmd_serve(struct app *app)
     pool_free(app->pool);
     app->pool = NULL;
     turns_free(app->turns);
+    gateway_free(app->gw);
     event_free(app->sig_term);
     event_free(app->sig_int);
     event_free(app->housekeeping);

@@ -19,6 +19,7 @@
 #include "lib/common.h"
 #include "lib/ids.h"
 #include "store/store.h"
+#include "store/store_int.h" /* store_sqlite_migrations, for the v1 -> v2 upgrade test */
 
 /* ---- fixtures and helpers ------------------------------------------------ */
 
@@ -1282,6 +1283,861 @@ static void test_concurrent_first_admin(void **state)
     test_store_rmdir(dir);
 }
 
+/* ==== gateway (schema v2) ================================================== */
+
+/* ---- API tokens ---------------------------------------------------------- */
+
+static void test_store_make_token(struct store *st, const char *user, int n, int64_t created,
+                                  int64_t expires, struct store_token *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->user_id, sizeof out->user_id, "%s", user);
+    snprintf(out->token_hash, sizeof out->token_hash, "%064d", n);
+    snprintf(out->prefix, sizeof out->prefix, "coai-%04d", n);
+    out->rpm = -1;
+    out->tpm = -1;
+    out->created_at = created;
+    out->expires_at = expires;
+    if (store_token_create(st, out) != APP_OK)
+        fail_msg("token_create: %s", store_errmsg(st));
+}
+
+static void test_tokens(void **state)
+{
+    struct fixture *f = *state;
+    struct store_token t1 = { 0 }, t2, t3, t4, got = { 0 };
+    struct store_token *list = NULL;
+    size_t n = 0;
+
+    /* full round trip */
+    snprintf(t1.user_id, sizeof t1.user_id, "%s", f->alice);
+    t1.name = (char *)"laptop";
+    snprintf(t1.token_hash, sizeof t1.token_hash, "%064d", 1);
+    snprintf(t1.prefix, sizeof t1.prefix, "coai-AbCd");
+    t1.models = (char *)"[\"gpt-4o\",\"gpt-4o-mini\"]";
+    t1.rpm = 60;
+    t1.tpm = 100000;
+    t1.created_at = 100;
+    assert_int_equal(store_token_create(f->st, &t1), APP_OK);
+    assert_true(ids_valid(t1.id));
+    assert_int_equal(t1.created_at, 100);
+
+    assert_int_equal(store_token_get_by_hash(f->st, t1.token_hash, 5000, &got), APP_OK);
+    assert_string_equal(got.id, t1.id);
+    assert_string_equal(got.user_id, f->alice);
+    assert_string_equal(got.name, "laptop");
+    assert_string_equal(got.token_hash, t1.token_hash);
+    assert_string_equal(got.prefix, "coai-AbCd");
+    assert_string_equal(got.models, "[\"gpt-4o\",\"gpt-4o-mini\"]");
+    assert_int_equal(got.rpm, 60);
+    assert_int_equal(got.tpm, 100000);
+    assert_int_equal(got.expires_at, 0);
+    assert_int_equal(got.created_at, 100);
+    assert_int_equal(got.last_used_at, 0);
+    assert_int_equal(got.revoked_at, 0);
+    store_token_clear(&got);
+    assert_null(got.name);
+    store_token_clear(&got); /* twice is fine */
+    store_token_clear(NULL);
+    /* expires_at 0 never expires */
+    assert_int_equal(store_token_get_by_hash(f->st, t1.token_hash, 4102444800000LL, &got), APP_OK);
+    store_token_clear(&got);
+
+    /* expiry: valid strictly before expires_at */
+    test_store_make_token(f->st, f->alice, 2, 200, 2000, &t2);
+    assert_int_equal(store_token_get_by_hash(f->st, t2.token_hash, 1999, &got), APP_OK);
+    assert_string_equal(got.id, t2.id);
+    assert_null(got.name);
+    assert_null(got.models);
+    assert_int_equal(got.rpm, -1);
+    assert_int_equal(got.expires_at, 2000);
+    store_token_clear(&got);
+    assert_int_equal(store_token_get_by_hash(f->st, t2.token_hash, 2000, &got), APP_ENOTFOUND);
+    assert_null(got.name);
+    assert_int_equal(store_token_get_by_hash(f->st, t2.token_hash, 3000, &got), APP_ENOTFOUND);
+    assert_int_equal(store_token_get_by_hash(f->st, "nope", 0, &got), APP_ENOTFOUND);
+    assert_int_equal(store_token_get_by_hash(f->st, NULL, 0, &got), APP_ENOTFOUND);
+
+    test_store_make_token(f->st, f->alice, 3, 300, 0, &t3);
+    test_store_make_token(f->st, f->bob, 4, 150, 0, &t4);
+
+    /* bad input */
+    struct store_token bad = { 0 };
+    snprintf(bad.user_id, sizeof bad.user_id, "%s", f->bob);
+    memcpy(bad.token_hash, t1.token_hash, sizeof bad.token_hash);
+    bad.rpm = bad.tpm = -1;
+    assert_int_equal(store_token_create(f->st, &bad), APP_ECONFLICT); /* duplicate hash */
+    assert_string_equal(bad.id, "");
+    bad.token_hash[0] = '\0';
+    assert_int_equal(store_token_create(f->st, &bad), APP_EINVAL);
+    snprintf(bad.token_hash, sizeof bad.token_hash, "%064d", 99);
+    bad.models = (char *)"{\"gpt-4o\":1}";
+    assert_int_equal(store_token_create(f->st, &bad), APP_EINVAL); /* not an array */
+    bad.models = (char *)"[oops";
+    assert_int_equal(store_token_create(f->st, &bad), APP_EINVAL);
+    bad.models = NULL;
+    bad.rpm = -2;
+    assert_int_equal(store_token_create(f->st, &bad), APP_EINVAL);
+    bad.rpm = -1;
+    snprintf(bad.user_id, sizeof bad.user_id, "nobody");
+    assert_int_equal(store_token_create(f->st, &bad), APP_EINVAL); /* no such user */
+    snprintf(bad.user_id, sizeof bad.user_id, "%s", f->bob);
+    memcpy(bad.id, t1.id, sizeof bad.id);
+    assert_int_equal(store_token_create(f->st, &bad), APP_ECONFLICT); /* duplicate id */
+
+    /* list: the user's own, newest first, expired included */
+    assert_int_equal(store_token_list(f->st, f->alice, &list, &n), APP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].id, t3.id);
+    assert_string_equal(list[1].id, t2.id);
+    assert_string_equal(list[2].id, t1.id);
+    assert_string_equal(list[2].name, "laptop");
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].user_id, f->alice);
+    store_token_list_free(list, n);
+    assert_int_equal(store_token_list(f->st, "nobody", &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    store_token_list_free(NULL, 0);
+
+    /* revoke: only one's own active token */
+    assert_int_equal(store_token_revoke(f->st, f->bob, t1.id, 5000), APP_ENOTFOUND);
+    assert_int_equal(store_token_get_by_hash(f->st, t1.token_hash, 5000, &got), APP_OK);
+    store_token_clear(&got);
+    assert_int_equal(store_token_revoke(f->st, f->alice, t1.id, 0), APP_EINVAL);
+    assert_int_equal(store_token_revoke(f->st, f->alice, t1.id, 5000), APP_OK);
+    assert_int_equal(store_token_revoke(f->st, f->alice, t1.id, 6000), APP_ENOTFOUND);
+    assert_int_equal(store_token_get_by_hash(f->st, t1.token_hash, 5000, &got), APP_ENOTFOUND);
+    assert_int_equal(store_token_revoke(f->st, f->alice, t2.id, 5000), APP_ENOTFOUND); /* expired */
+    assert_int_equal(store_token_revoke(f->st, f->alice, "missing", 5000), APP_ENOTFOUND);
+    assert_int_equal(store_token_get_by_hash(f->st, t4.token_hash, 5000, &got), APP_OK);
+    store_token_clear(&got);
+
+    /* revoked tokens stay listed */
+    assert_int_equal(store_token_list(f->st, f->alice, &list, &n), APP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[2].id, t1.id);
+    assert_int_equal(list[2].revoked_at, 5000);
+    assert_int_equal(list[0].revoked_at, 0);
+    store_token_list_free(list, n);
+
+    /* touch: last_used_at never moves backwards */
+    assert_int_equal(store_token_touch(f->st, t3.id, 7000), APP_OK);
+    assert_int_equal(store_token_get_by_hash(f->st, t3.token_hash, 7000, &got), APP_OK);
+    assert_int_equal(got.last_used_at, 7000);
+    store_token_clear(&got);
+    assert_int_equal(store_token_touch(f->st, t3.id, 6000), APP_OK);
+    assert_int_equal(store_token_get_by_hash(f->st, t3.token_hash, 7000, &got), APP_OK);
+    assert_int_equal(got.last_used_at, 7000);
+    store_token_clear(&got);
+    assert_int_equal(store_token_touch(f->st, "missing", 7000), APP_ENOTFOUND);
+}
+
+/* ---- key pool ------------------------------------------------------------ */
+
+static void test_pool_keys(void **state)
+{
+    struct fixture *f = *state;
+    static const unsigned char key1[] = { 0x00, 0x01, 0xff, 0x00, 0x7f, 0x80, 0x00 };
+    static const unsigned char key2[] = { 0xde, 0xad, 0x00, 0xbe, 0xef };
+    struct store_pool_key k1 = { 0 }, k2 = { 0 }, got = { 0 };
+    struct store_pool_key *list = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_pool_key_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    store_pool_key_list_free(NULL, 0);
+
+    k1.name = (char *)"main";
+    k1.base_url = (char *)"https://api.openai.com/v1";
+    k1.key_ct = (unsigned char *)key1;
+    k1.key_ct_len = sizeof key1;
+    k1.key_version = 1;
+    snprintf(k1.key_last4, sizeof k1.key_last4, "wxyz");
+    k1.weight = 3;
+    k1.rpm = 500;
+    k1.tpm = -1;
+    k1.enabled = true;
+    k1.disabled_reason = (char *)"ignored while enabled";
+    assert_int_equal(store_pool_key_create(f->st, &k1), APP_OK);
+    assert_true(ids_valid(k1.id));
+    assert_true(k1.created_at > 0);
+    assert_int_equal(k1.updated_at, k1.created_at);
+
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_string_equal(got.id, k1.id);
+    assert_string_equal(got.name, "main");
+    assert_string_equal(got.base_url, "https://api.openai.com/v1");
+    assert_int_equal(got.key_ct_len, sizeof key1);
+    assert_memory_equal(got.key_ct, key1, sizeof key1);
+    assert_int_equal(got.key_version, 1);
+    assert_string_equal(got.key_last4, "wxyz");
+    assert_int_equal(got.weight, 3);
+    assert_int_equal(got.rpm, 500);
+    assert_int_equal(got.tpm, -1);
+    assert_true(got.enabled);
+    assert_null(got.disabled_reason);
+    assert_int_equal(got.created_at, k1.created_at);
+    assert_int_equal(got.updated_at, k1.updated_at);
+    store_pool_key_clear(&got);
+    assert_null(got.key_ct);
+    store_pool_key_clear(&got);
+    store_pool_key_clear(NULL);
+
+    /* a disabled key without a secret, created earlier */
+    k2.base_url = (char *)"http://localhost:11434/v1";
+    k2.weight = 1;
+    k2.rpm = k2.tpm = -1;
+    k2.enabled = false;
+    k2.disabled_reason = (char *)"quota";
+    k2.created_at = 1;
+    assert_int_equal(store_pool_key_create(f->st, &k2), APP_OK);
+    assert_int_equal(k2.updated_at, 1);
+    assert_int_equal(store_pool_key_get(f->st, k2.id, &got), APP_OK);
+    assert_null(got.name);
+    assert_null(got.key_ct);
+    assert_int_equal(got.key_ct_len, 0);
+    assert_string_equal(got.key_last4, "");
+    assert_false(got.enabled);
+    assert_string_equal(got.disabled_reason, "quota");
+    store_pool_key_clear(&got);
+
+    /* oldest first */
+    assert_int_equal(store_pool_key_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, k2.id);
+    assert_string_equal(list[1].id, k1.id);
+    assert_memory_equal(list[1].key_ct, key1, sizeof key1);
+    store_pool_key_list_free(list, n);
+
+    /* bad input */
+    struct store_pool_key bad = { .base_url = (char *)"x", .weight = 0, .rpm = -1, .tpm = -1 };
+    assert_int_equal(store_pool_key_create(f->st, &bad), APP_EINVAL); /* weight < 1 */
+    bad.weight = 1;
+    bad.rpm = -7;
+    assert_int_equal(store_pool_key_create(f->st, &bad), APP_EINVAL);
+    bad.rpm = -1;
+    bad.base_url = NULL;
+    assert_int_equal(store_pool_key_create(f->st, &bad), APP_EINVAL);
+    bad.base_url = (char *)"x";
+    memcpy(bad.id, k1.id, sizeof bad.id);
+    assert_int_equal(store_pool_key_create(f->st, &bad), APP_ECONFLICT);
+    assert_int_equal(store_pool_key_get(f->st, "missing", &got), APP_ENOTFOUND);
+
+    /* update: every column but id, key and created_at */
+    struct store_pool_key up = { .name = NULL, .base_url = (char *)"https://example.org/v1",
+                                 .weight = 5, .rpm = -1, .tpm = 2000, .enabled = false,
+                                 .disabled_reason = (char *)"401 from provider",
+                                 .key_ct = (unsigned char *)key2, .key_ct_len = sizeof key2,
+                                 .key_version = 9, .created_at = 7 };
+    memcpy(up.id, k1.id, sizeof up.id);
+    assert_int_equal(store_pool_key_update(f->st, &up), APP_OK);
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_null(got.name);
+    assert_string_equal(got.base_url, "https://example.org/v1");
+    assert_int_equal(got.weight, 5);
+    assert_int_equal(got.rpm, -1);
+    assert_int_equal(got.tpm, 2000);
+    assert_false(got.enabled);
+    assert_string_equal(got.disabled_reason, "401 from provider");
+    assert_memory_equal(got.key_ct, key1, sizeof key1); /* key untouched */
+    assert_int_equal(got.key_version, 1);
+    assert_string_equal(got.key_last4, "wxyz");
+    assert_int_equal(got.created_at, k1.created_at);
+    assert_true(got.updated_at >= k1.updated_at);
+    store_pool_key_clear(&got);
+
+    /* enabling again drops the reason */
+    up.enabled = true;
+    up.disabled_reason = (char *)"stale";
+    assert_int_equal(store_pool_key_update(f->st, &up), APP_OK);
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_true(got.enabled);
+    assert_null(got.disabled_reason);
+    store_pool_key_clear(&got);
+
+    up.weight = 0;
+    assert_int_equal(store_pool_key_update(f->st, &up), APP_EINVAL);
+    up.weight = 1;
+    snprintf(up.id, sizeof up.id, "missing");
+    assert_int_equal(store_pool_key_update(f->st, &up), APP_ENOTFOUND);
+
+    /* set_key: new secret, version and last4; NULL last4 keeps; no key clears */
+    assert_int_equal(store_pool_key_set_key(f->st, k1.id, key2, sizeof key2, 2, "9876"), APP_OK);
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_int_equal(got.key_ct_len, sizeof key2);
+    assert_memory_equal(got.key_ct, key2, sizeof key2);
+    assert_int_equal(got.key_version, 2);
+    assert_string_equal(got.key_last4, "9876");
+    assert_int_equal(got.weight, 5); /* the failed updates changed nothing */
+    store_pool_key_clear(&got);
+    assert_int_equal(store_pool_key_set_key(f->st, k1.id, key1, sizeof key1, 3, NULL), APP_OK);
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_memory_equal(got.key_ct, key1, sizeof key1);
+    assert_int_equal(got.key_version, 3);
+    assert_string_equal(got.key_last4, "9876");
+    store_pool_key_clear(&got);
+    assert_int_equal(store_pool_key_set_key(f->st, k2.id, NULL, 0, 0, NULL), APP_OK);
+    assert_int_equal(store_pool_key_set_key(f->st, k1.id, NULL, 0, 4, "abcd"), APP_OK);
+    assert_int_equal(store_pool_key_get(f->st, k1.id, &got), APP_OK);
+    assert_null(got.key_ct);
+    assert_int_equal(got.key_ct_len, 0);
+    assert_string_equal(got.key_last4, "");
+    store_pool_key_clear(&got);
+    assert_int_equal(store_pool_key_set_key(f->st, "missing", key1, sizeof key1, 1, "x"),
+                     APP_ENOTFOUND);
+
+    /* delete */
+    assert_int_equal(store_pool_key_delete(f->st, k2.id), APP_OK);
+    assert_int_equal(store_pool_key_delete(f->st, k2.id), APP_ENOTFOUND);
+    assert_int_equal(store_pool_key_get(f->st, k2.id, &got), APP_ENOTFOUND);
+    assert_int_equal(store_pool_key_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, k1.id);
+    store_pool_key_list_free(list, n);
+}
+
+/* ---- usage records ------------------------------------------------------- */
+
+#define TEST_DAY0 1704067200000LL /* 2024-01-01T00:00:00Z */
+#define TEST_DAY_MS 86400000LL
+
+static void test_store_usage(struct store *st, const char *user, const char *key,
+                             const char *model, int64_t created, int64_t prompt, int64_t cached,
+                             int64_t completion, int64_t cost, int status)
+{
+    struct store_usage u = { .model = (char *)model, .prompt_tokens = prompt,
+                             .cached_tokens = cached, .completion_tokens = completion,
+                             .cost_micros = cost, .latency_ms = 123, .status = status,
+                             .created_at = created };
+    snprintf(u.user_id, sizeof u.user_id, "%s", user ? user : "");
+    snprintf(u.key_id, sizeof u.key_id, "%s", key ? key : "");
+    snprintf(u.key_source, sizeof u.key_source, "%s", key ? "pool" : "server");
+    snprintf(u.endpoint, sizeof u.endpoint, "chat/completions");
+    if (store_usage_insert(st, &u) != APP_OK)
+        fail_msg("usage_insert: %s", store_errmsg(st));
+    assert_true(ids_valid(u.id));
+    assert_int_equal(u.created_at, created);
+}
+
+/* Two days, two models, two users (and one row of no user), plus rows just
+ * outside [DAY0, DAY0 + 2 days). key ids need not name existing pool keys. */
+static void test_store_usage_data(struct fixture *f)
+{
+    const int64_t d0 = TEST_DAY0, d1 = TEST_DAY0 + TEST_DAY_MS, d2 = TEST_DAY0 + 2 * TEST_DAY_MS;
+    test_store_usage(f->st, f->alice, "k1", "gpt-4o", d0 + 1000, 10, 2, 5, 100, 200);
+    test_store_usage(f->st, f->alice, "k1", "gpt-4o", d1 - 1, 20, 0, 7, 200, 500);
+    test_store_usage(f->st, f->alice, NULL, "gpt-4o-mini", d0 + 5000, 1, 0, 1, 1, 200);
+    test_store_usage(f->st, f->bob, "k1", "gpt-4o", d0 + 2000, 100, 40, 50, 1000, 429);
+    test_store_usage(f->st, f->alice, NULL, "gpt-4o", d1, 3, 0, 4, 30, 200);
+    test_store_usage(f->st, f->bob, "k2", "gpt-4o-mini", d1 + 10, 5, 0, 6, 50, 200);
+    test_store_usage(f->st, NULL, NULL, "gpt-4o", d1 + 20, 8, 0, 8, 80, 400);
+    test_store_usage(f->st, f->bob, "k1", "gpt-4o", d2, 999, 0, 999, 999, 200);
+    test_store_usage(f->st, f->alice, "k1", "gpt-4o", d0 - 1, 777, 0, 777, 777, 200);
+}
+
+static void test_store_check_row(const struct store_usage_row *r, const char *day,
+                                 const char *model, const char *user, const char *email,
+                                 int64_t requests, int64_t prompt, int64_t cached,
+                                 int64_t completion, int64_t cost, int64_t errors)
+{
+    assert_string_equal(r->day, day);
+    assert_string_equal(r->model, model);
+    assert_string_equal(r->user_id, user);
+    if (email)
+        assert_string_equal(r->email, email);
+    else
+        assert_null(r->email);
+    assert_int_equal(r->requests, requests);
+    assert_int_equal(r->prompt_tokens, prompt);
+    assert_int_equal(r->cached_tokens, cached);
+    assert_int_equal(r->completion_tokens, completion);
+    assert_int_equal(r->cost_micros, cost);
+    assert_int_equal(r->errors, errors);
+}
+
+static void test_usage_report(void **state)
+{
+    struct fixture *f = *state;
+    const int64_t d0 = TEST_DAY0, d1 = TEST_DAY0 + TEST_DAY_MS, d2 = TEST_DAY0 + 2 * TEST_DAY_MS;
+    struct store_usage_row *rows = NULL;
+    size_t n = 0;
+    const char *a = f->alice, *b = f->bob;
+    const char *ae = "alice@example.com", *be = "bob@example.com";
+
+    assert_true(strcmp(a, b) < 0); /* ids are time-ordered: the row order below relies on it */
+    test_store_usage_data(f);
+
+    /* everyone over two days: by day, model, user (no user sorts first) */
+    assert_int_equal(store_usage_report(f->st, d0, d2, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 6);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", a, ae, 2, 30, 2, 12, 300, 1);
+    test_store_check_row(&rows[1], "2024-01-01", "gpt-4o", b, be, 1, 100, 40, 50, 1000, 1);
+    test_store_check_row(&rows[2], "2024-01-01", "gpt-4o-mini", a, ae, 1, 1, 0, 1, 1, 0);
+    test_store_check_row(&rows[3], "2024-01-02", "gpt-4o", "", NULL, 1, 8, 0, 8, 80, 1);
+    test_store_check_row(&rows[4], "2024-01-02", "gpt-4o", a, ae, 1, 3, 0, 4, 30, 0);
+    test_store_check_row(&rows[5], "2024-01-02", "gpt-4o-mini", b, be, 1, 5, 0, 6, 50, 0);
+    store_usage_rows_free(rows, n);
+
+    /* "" is everyone too */
+    assert_int_equal(store_usage_report(f->st, d0, d2, "", &rows, &n), APP_OK);
+    assert_int_equal(n, 6);
+    store_usage_rows_free(rows, n);
+
+    /* one user */
+    assert_int_equal(store_usage_report(f->st, d0, d2, a, &rows, &n), APP_OK);
+    assert_int_equal(n, 3);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", a, ae, 2, 30, 2, 12, 300, 1);
+    test_store_check_row(&rows[1], "2024-01-01", "gpt-4o-mini", a, ae, 1, 1, 0, 1, 1, 0);
+    test_store_check_row(&rows[2], "2024-01-02", "gpt-4o", a, ae, 1, 3, 0, 4, 30, 0);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(store_usage_report(f->st, d0, d2, b, &rows, &n), APP_OK);
+    assert_int_equal(n, 2);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", b, be, 1, 100, 40, 50, 1000, 1);
+    test_store_check_row(&rows[1], "2024-01-02", "gpt-4o-mini", b, be, 1, 5, 0, 6, 50, 0);
+    store_usage_rows_free(rows, n);
+
+    /* [from, to): the first day only; the last millisecond of a day is in it */
+    assert_int_equal(store_usage_report(f->st, d0, d1, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 3);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", a, ae, 2, 30, 2, 12, 300, 1);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(store_usage_report(f->st, d0, d1 - 1, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 3);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", a, ae, 1, 10, 2, 5, 100, 0);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(store_usage_report(f->st, d0 + 1000, d0 + 1001, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", a, ae, 1, 10, 2, 5, 100, 0);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(store_usage_report(f->st, d0 - 1, d0, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2023-12-31", "gpt-4o", a, ae, 1, 777, 0, 777, 777, 0);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(store_usage_report(f->st, d2, d2 + 1, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2024-01-03", "gpt-4o", b, be, 1, 999, 0, 999, 999, 0);
+    store_usage_rows_free(rows, n);
+
+    /* empty ranges and unknown users */
+    assert_int_equal(store_usage_report(f->st, d0, d0, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(rows);
+    assert_int_equal(store_usage_report(f->st, d2, d0, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_usage_report(f->st, 0, INT64_MAX, "nobody", &rows, &n), APP_OK);
+    assert_int_equal(n, 0);
+    store_usage_rows_free(NULL, 0);
+
+    /* everything */
+    assert_int_equal(store_usage_report(f->st, 0, INT64_MAX, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 8);
+    store_usage_rows_free(rows, n);
+}
+
+static void test_usage_insert(void **state)
+{
+    struct fixture *f = *state;
+    struct store_usage u = { .model = xstrdup("m"), .status = 200 };
+    struct store_usage_row *rows = NULL;
+    size_t n = 0;
+
+    /* defaults: id and created_at filled in */
+    snprintf(u.user_id, sizeof u.user_id, "%s", f->alice);
+    snprintf(u.key_source, sizeof u.key_source, "user");
+    snprintf(u.endpoint, sizeof u.endpoint, "chat");
+    u.tokens_estimated = true;
+    u.prompt_tokens = 3;
+    int64_t before = now_ms();
+    assert_int_equal(store_usage_insert(f->st, &u), APP_OK);
+    assert_true(ids_valid(u.id));
+    assert_true(u.created_at >= before);
+    assert_int_equal(store_usage_report(f->st, before, INT64_MAX, f->alice, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].requests, 1);
+    assert_int_equal(rows[0].prompt_tokens, 3);
+    store_usage_rows_free(rows, n);
+
+    /* same id again */
+    assert_int_equal(store_usage_insert(f->st, &u), APP_ECONFLICT);
+
+    /* a NULL model is grouped like any other */
+    struct store_usage nm = { .status = 200, .created_at = 5 };
+    assert_int_equal(store_usage_insert(f->st, &nm), APP_OK);
+    assert_int_equal(store_usage_report(f->st, 0, 10, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_null(rows[0].model);
+    assert_string_equal(rows[0].user_id, "");
+    assert_string_equal(rows[0].day, "1970-01-01");
+    store_usage_rows_free(rows, n);
+
+    /* bad input */
+    struct store_usage bad = { .status = 200, .prompt_tokens = -1 };
+    assert_int_equal(store_usage_insert(f->st, &bad), APP_EINVAL);
+    bad.prompt_tokens = 0;
+    bad.cost_micros = -5;
+    assert_int_equal(store_usage_insert(f->st, &bad), APP_EINVAL);
+    bad.cost_micros = 0;
+    snprintf(bad.key_source, sizeof bad.key_source, "bogus");
+    assert_int_equal(store_usage_insert(f->st, &bad), APP_EINVAL);
+    bad.key_source[0] = '\0';
+    snprintf(bad.user_id, sizeof bad.user_id, "nobody");
+    assert_int_equal(store_usage_insert(f->st, &bad), APP_EINVAL);
+    assert_string_equal(bad.id, "");
+
+    store_usage_clear(&u);
+    assert_null(u.model);
+    assert_string_equal(u.id, "");
+    store_usage_clear(&u);
+    store_usage_clear(NULL);
+}
+
+static void test_usage_totals(void **state)
+{
+    struct fixture *f = *state;
+    const int64_t d0 = TEST_DAY0, d1 = TEST_DAY0 + TEST_DAY_MS, d2 = TEST_DAY0 + 2 * TEST_DAY_MS;
+    int64_t tokens = -1, cost = -1, req = -1, errs = -1;
+
+    test_store_usage_data(f);
+
+    /* user totals: prompt + completion (cached is part of prompt) and cost */
+    assert_int_equal(store_usage_totals(f->st, f->alice, d0, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 15 + 27 + 2 + 7);
+    assert_int_equal(cost, 100 + 200 + 1 + 30);
+    assert_int_equal(store_usage_totals(f->st, f->alice, d0 - 1, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 51 + 1554);
+    assert_int_equal(cost, 331 + 777);
+    assert_int_equal(store_usage_totals(f->st, f->alice, d1, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 7);
+    assert_int_equal(cost, 30);
+    assert_int_equal(store_usage_totals(f->st, f->bob, d0, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 150 + 11 + 1998);
+    assert_int_equal(cost, 1000 + 50 + 999);
+    assert_int_equal(store_usage_totals(f->st, f->bob, d2 + 1, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 0);
+    assert_int_equal(cost, 0);
+    assert_int_equal(store_usage_totals(f->st, "nobody", 0, &tokens, &cost), APP_OK);
+    assert_int_equal(tokens, 0);
+    assert_int_equal(cost, 0);
+    cost = -1;
+    assert_int_equal(store_usage_totals(f->st, f->alice, d1, NULL, &cost), APP_OK);
+    assert_int_equal(cost, 30);
+
+    /* per pool key: requests, tokens, errors */
+    assert_int_equal(store_usage_key_totals(f->st, "k1", d0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 4);
+    assert_int_equal(tokens, 15 + 27 + 150 + 1998);
+    assert_int_equal(errs, 2);
+    assert_int_equal(store_usage_key_totals(f->st, "k1", d0 + 1001, &req, &tokens, &errs),
+                     APP_OK);
+    assert_int_equal(req, 3);
+    assert_int_equal(tokens, 27 + 150 + 1998);
+    assert_int_equal(errs, 2);
+    assert_int_equal(store_usage_key_totals(f->st, "k1", 0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 5);
+    assert_int_equal(store_usage_key_totals(f->st, "k2", 0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 1);
+    assert_int_equal(tokens, 11);
+    assert_int_equal(errs, 0);
+    assert_int_equal(store_usage_key_totals(f->st, "k3", 0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 0);
+    assert_int_equal(tokens, 0);
+    assert_int_equal(errs, 0);
+    assert_int_equal(store_usage_key_totals(f->st, NULL, 0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 0); /* rows without a key are not a key's */
+}
+
+/* ---- prices -------------------------------------------------------------- */
+
+static void test_prices(void **state)
+{
+    struct fixture *f = *state;
+    struct store_price *list = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_price_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    store_price_list_free(NULL, 0);
+
+    struct store_price p = { .model = (char *)"gpt-4o", .input_micros = 2500000,
+                             .cached_input_micros = 1250000, .output_micros = 10000000,
+                             .updated_at = 10 };
+    assert_int_equal(store_price_upsert(f->st, &p), APP_OK);
+    struct store_price q = { .model = (char *)"gpt-4o-mini", .input_micros = 150000,
+                             .output_micros = 600000 };
+    assert_int_equal(store_price_upsert(f->st, &q), APP_OK);
+    struct store_price r = { .model = (char *)"claude-3-5-sonnet", .input_micros = 3000000,
+                             .cached_input_micros = 300000, .output_micros = 15000000,
+                             .updated_at = 30 };
+    assert_int_equal(store_price_upsert(f->st, &r), APP_OK);
+
+    /* sorted by model */
+    assert_int_equal(store_price_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].model, "claude-3-5-sonnet");
+    assert_int_equal(list[0].input_micros, 3000000);
+    assert_int_equal(list[0].cached_input_micros, 300000);
+    assert_int_equal(list[0].output_micros, 15000000);
+    assert_int_equal(list[0].updated_at, 30);
+    assert_string_equal(list[1].model, "gpt-4o");
+    assert_int_equal(list[1].input_micros, 2500000);
+    assert_int_equal(list[1].cached_input_micros, 1250000);
+    assert_int_equal(list[1].output_micros, 10000000);
+    assert_int_equal(list[1].updated_at, 10);
+    assert_string_equal(list[2].model, "gpt-4o-mini");
+    assert_int_equal(list[2].cached_input_micros, 0);
+    assert_true(list[2].updated_at > 0); /* 0 = now */
+    store_price_list_free(list, n);
+
+    /* upsert replaces in place */
+    p.input_micros = 2000000;
+    p.cached_input_micros = 1000000;
+    p.output_micros = 8000000;
+    p.updated_at = 20;
+    assert_int_equal(store_price_upsert(f->st, &p), APP_OK);
+    assert_int_equal(store_price_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[1].model, "gpt-4o");
+    assert_int_equal(list[1].input_micros, 2000000);
+    assert_int_equal(list[1].cached_input_micros, 1000000);
+    assert_int_equal(list[1].output_micros, 8000000);
+    assert_int_equal(list[1].updated_at, 20);
+    store_price_list_free(list, n);
+
+    /* bad input */
+    struct store_price bad = { .model = NULL };
+    assert_int_equal(store_price_upsert(f->st, &bad), APP_EINVAL);
+    bad.model = (char *)"";
+    assert_int_equal(store_price_upsert(f->st, &bad), APP_EINVAL);
+    bad.model = (char *)"x";
+    bad.output_micros = -1;
+    assert_int_equal(store_price_upsert(f->st, &bad), APP_EINVAL);
+
+    /* delete */
+    assert_int_equal(store_price_delete(f->st, "gpt-4o"), APP_OK);
+    assert_int_equal(store_price_delete(f->st, "gpt-4o"), APP_ENOTFOUND);
+    assert_int_equal(store_price_delete(f->st, "GPT-4O-MINI"), APP_ENOTFOUND); /* exact names */
+    assert_int_equal(store_price_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].model, "claude-3-5-sonnet");
+    assert_string_equal(list[1].model, "gpt-4o-mini");
+    store_price_list_free(list, n);
+}
+
+/* ---- per-user limits and the user list ------------------------------------ */
+
+static void test_user_limits(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user_limits got = { .rpm = 99 };
+
+    assert_int_equal(store_user_limits_get(f->st, f->alice, &got), APP_ENOTFOUND);
+    assert_int_equal(got.rpm, 0);
+
+    struct store_user_limits l = { .rpm = 60, .tpm = 10000, .monthly_tokens = 1000000,
+                                   .monthly_cost_micros = 5000000 };
+    snprintf(l.user_id, sizeof l.user_id, "%s", f->alice);
+    assert_int_equal(store_user_limits_set(f->st, &l), APP_OK);
+    assert_int_equal(store_user_limits_get(f->st, f->alice, &got), APP_OK);
+    assert_string_equal(got.user_id, f->alice);
+    assert_int_equal(got.rpm, 60);
+    assert_int_equal(got.tpm, 10000);
+    assert_int_equal(got.monthly_tokens, 1000000);
+    assert_int_equal(got.monthly_cost_micros, 5000000);
+    assert_true(got.updated_at > 0);
+
+    /* overwrite */
+    l.rpm = l.tpm = l.monthly_tokens = l.monthly_cost_micros = -1;
+    l.updated_at = 42;
+    assert_int_equal(store_user_limits_set(f->st, &l), APP_OK);
+    assert_int_equal(store_user_limits_get(f->st, f->alice, &got), APP_OK);
+    assert_int_equal(got.rpm, -1);
+    assert_int_equal(got.tpm, -1);
+    assert_int_equal(got.monthly_tokens, -1);
+    assert_int_equal(got.monthly_cost_micros, -1);
+    assert_int_equal(got.updated_at, 42);
+
+    assert_int_equal(store_user_limits_get(f->st, f->bob, &got), APP_ENOTFOUND);
+
+    /* bad input */
+    struct store_user_limits bad = { .rpm = -1, .tpm = -1, .monthly_tokens = -1,
+                                     .monthly_cost_micros = -1 };
+    snprintf(bad.user_id, sizeof bad.user_id, "nobody");
+    assert_int_equal(store_user_limits_set(f->st, &bad), APP_EINVAL);
+    bad.user_id[0] = '\0';
+    assert_int_equal(store_user_limits_set(f->st, &bad), APP_EINVAL);
+    snprintf(bad.user_id, sizeof bad.user_id, "%s", f->bob);
+    bad.monthly_tokens = -2;
+    assert_int_equal(store_user_limits_set(f->st, &bad), APP_EINVAL);
+    assert_int_equal(store_user_limits_get(f->st, f->bob, &got), APP_ENOTFOUND);
+}
+
+static void test_user_list(void **state)
+{
+    struct fixture *f = *state;
+    struct store_user *list = NULL;
+    size_t n = 0;
+
+    struct store_user c = { .email = (char *)"carol@example.com", .name = (char *)"Carol",
+                            .password_hash = (char *)"h", .created_at = 1 };
+    assert_int_equal(store_user_create(f->st, &c, true), APP_OK);
+
+    /* oldest first; password hashes are not read */
+    assert_int_equal(store_user_list(f->st, &list, &n), APP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].id, c.id);
+    assert_string_equal(list[0].email, "carol@example.com");
+    assert_string_equal(list[0].name, "Carol");
+    assert_int_equal(list[0].created_at, 1);
+    assert_false(list[0].is_admin);
+    assert_string_equal(list[1].id, f->alice);
+    assert_true(list[1].is_admin);
+    assert_null(list[1].name);
+    assert_string_equal(list[2].id, f->bob);
+    assert_string_equal(list[2].email, "bob@example.com");
+    for (size_t i = 0; i < n; i++)
+        assert_null(list[i].password_hash);
+    store_user_list_free(list, n);
+    store_user_list_free(NULL, 0);
+
+    struct store *st = test_store_open_memory();
+    assert_int_equal(store_user_list(st, &list, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    store_close(st);
+}
+
+/* ---- upgrading a v1 database --------------------------------------------- */
+
+/* Builds a version-1 database with the real 0001 migration text (as a v1
+ * build of the server left it, with data), then lets the store migrate it. */
+static void test_migrate_v1_to_v2(void **state)
+{
+    char dir[64], sql[1024];
+    const char *alice = "0190a000-0000-7000-8000-000000000001";
+    const char *bob = "0190a000-0000-7000-8000-000000000002";
+    struct store_user got = { 0 };
+    struct store_usage_row *rows = NULL;
+    size_t n = 0;
+    int from = -2, to = -2;
+
+    assert_true(store_sqlite_migrations_count >= 2);
+    assert_int_equal(store_sqlite_migrations[0].version, 1);
+    assert_int_equal(store_sqlite_migrations[1].version, 2);
+
+    test_store_tmpdir(dir);
+    sqlite3 *db = test_store_raw(dir);
+    test_store_raw_exec(db, "BEGIN");
+    test_store_raw_exec(db, "CREATE TABLE schema_migrations ("
+                            " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    test_store_raw_exec(db, store_sqlite_migrations[0].sql);
+    test_store_raw_exec(db, "INSERT INTO schema_migrations VALUES (1, 0)");
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users (id, email, password_hash, is_admin, created_at, updated_at)"
+             " VALUES ('%s', 'alice@example.com', 'h', 1, 1, 1),"
+             " ('%s', 'bob@example.com', 'h', 0, 2, 2)", alice, bob);
+    test_store_raw_exec(db, sql);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO usage_records (id, user_id, model, prompt_tokens, completion_tokens,"
+             " cost_micros, created_at) VALUES"
+             " ('u1', '%s', 'gpt-4o', 10, 5, NULL, %lld),"
+             " ('u2', '%s', 'gpt-4o', 1, 2, 7, %lld)",
+             alice, (long long)TEST_DAY0, alice, (long long)(TEST_DAY0 + 1));
+    test_store_raw_exec(db, sql);
+    test_store_raw_exec(db, "COMMIT");
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM sqlite_master"
+                                            " WHERE name = 'api_tokens'"), 0);
+
+    struct store *st = test_store_open_file(dir, false);
+    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK);
+    assert_int_equal(from, 1);
+    assert_int_equal(to, 2);
+    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_migrate(st, &from, &to), APP_OK); /* nothing left */
+    assert_int_equal(from, 2);
+    assert_int_equal(to, 2);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM schema_migrations"), 2);
+
+    /* v1 data survived; legacy usage rows read with the new columns' defaults */
+    assert_int_equal(store_user_get(st, alice, &got), APP_OK);
+    assert_string_equal(got.email, "alice@example.com");
+    assert_true(got.is_admin);
+    store_user_clear(&got);
+    assert_int_equal(store_usage_report(st, 0, INT64_MAX, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", alice, "alice@example.com", 2, 11, 0,
+                         7, 7, 0);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM usage_records WHERE id = 'u1'"
+                                            " AND status = 200 AND cached_tokens = 0"
+                                            " AND tokens_estimated = 0 AND key_source IS NULL"),
+                     1);
+    static const char *const indexes[] = { "api_tokens_user_id", "usage_records_created_at",
+                                           "usage_records_user_created",
+                                           "usage_records_key_created" };
+    for (size_t i = 0; i < COAI_ARRAY_LEN(indexes); i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = '%s'",
+                 indexes[i]);
+        assert_int_equal(test_store_raw_int(db, sql), 1);
+    }
+
+    /* the v2 tables work on the upgraded file */
+    struct store_token t;
+    test_store_make_token(st, alice, 1, 10, 0, &t);
+    struct store_user_limits l = { .rpm = 1, .tpm = 2, .monthly_tokens = 3,
+                                   .monthly_cost_micros = 4 };
+    snprintf(l.user_id, sizeof l.user_id, "%s", alice);
+    assert_int_equal(store_user_limits_set(st, &l), APP_OK);
+    struct store_pool_key k = { .base_url = (char *)"x", .weight = 1, .rpm = -1, .tpm = -1,
+                                .enabled = true };
+    assert_int_equal(store_pool_key_create(st, &k), APP_OK);
+    struct store_usage u = { .model = (char *)"gpt-4o", .prompt_tokens = 4,
+                             .completion_tokens = 4, .cost_micros = 40, .status = 502,
+                             .created_at = TEST_DAY0 + 2 };
+    snprintf(u.user_id, sizeof u.user_id, "%s", alice);
+    memcpy(u.token_id, t.id, sizeof u.token_id);
+    memcpy(u.key_id, k.id, sizeof u.key_id);
+    snprintf(u.key_source, sizeof u.key_source, "pool");
+    assert_int_equal(store_usage_insert(st, &u), APP_OK);
+    assert_int_equal(store_usage_report(st, 0, INT64_MAX, alice, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", alice, "alice@example.com", 3, 15, 0,
+                         11, 47, 1);
+    store_usage_rows_free(rows, n);
+
+    /* usage outlives its pool key, its token and its user: nothing blocks
+     * the deletes, and the ledger keeps the key and token ids */
+    assert_int_equal(store_pool_key_delete(st, k.id), APP_OK);
+    snprintf(sql, sizeof sql, "DELETE FROM users WHERE id = '%s'", alice);
+    test_store_raw_exec(db, sql);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM api_tokens"), 0);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM user_limits"), 0);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM usage_records"
+                                            " WHERE user_id IS NULL"), 3);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM usage_records WHERE token_id = '%s' AND key_id = '%s'",
+             t.id, k.id);
+    assert_int_equal(test_store_raw_int(db, sql), 1);
+    int64_t req = 0, tokens = 0, errs = 0;
+    assert_int_equal(store_usage_key_totals(st, k.id, 0, &req, &tokens, &errs), APP_OK);
+    assert_int_equal(req, 1);
+    assert_int_equal(tokens, 8);
+    assert_int_equal(errs, 1);
+    assert_int_equal(store_usage_report(st, 0, INT64_MAX, NULL, &rows, &n), APP_OK);
+    assert_int_equal(n, 1);
+    test_store_check_row(&rows[0], "2024-01-01", "gpt-4o", "", NULL, 3, 15, 0, 11, 47, 1);
+    store_usage_rows_free(rows, n);
+    assert_int_equal(test_store_raw_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+
+    sqlite3_close(db);
+    store_close(st);
+    test_store_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1317,6 +2173,15 @@ int main(void)
         cmocka_unit_test(test_file_reopen_wal),
         cmocka_unit_test(test_two_handles),
         cmocka_unit_test(test_concurrent_first_admin),
+        cmocka_unit_test_setup_teardown(test_tokens, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_keys, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_report, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_insert, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_totals, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_prices, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_limits, test_store_setup, test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_user_list, test_store_setup, test_store_teardown),
+        cmocka_unit_test(test_migrate_v1_to_v2),
     };
     const int total = (int)COAI_ARRAY_LEN(tests);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,8 +94,8 @@ export function App() {
   }
   return (
     <div class="app">
-      <a class="skip-link" href="#composer-input">
-        Skip to message box
+      <a class="skip-link" href="#main">
+        Skip to main content
       </a>
       <Sidebar />
       <Main />

@@ -49,4 +49,23 @@ void api_messages_regenerate(struct api_ctx *c);
 void api_turn_events(struct api_ctx *c);
 void api_turn_stop(struct api_ctx *c);
 
+/* tokens.c */
+void api_tokens_create(struct api_ctx *c);
+void api_tokens_list(struct api_ctx *c);
+void api_tokens_revoke(struct api_ctx *c);
+void api_usage_mine(struct api_ctx *c);
+void api_admin_usage(struct api_ctx *c);
+
+/* admin.c */
+void api_admin_keys_list(struct api_ctx *c);
+void api_admin_keys_create(struct api_ctx *c);
+void api_admin_keys_update(struct api_ctx *c);
+void api_admin_keys_delete(struct api_ctx *c);
+void api_admin_prices_list(struct api_ctx *c);
+void api_admin_prices_put(struct api_ctx *c);
+void api_admin_prices_delete(struct api_ctx *c);
+void api_admin_users_list(struct api_ctx *c);
+void api_admin_limits_get(struct api_ctx *c);
+void api_admin_limits_put(struct api_ctx *c);
+
 #endif

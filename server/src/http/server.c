@@ -21,6 +21,7 @@
 #include "../lib/log.h"
 #include "../lib/pool.h"
 #include "../lib/utf8.h"
+#include "../gateway/gateway.h"
 #include "../store/store.h"
 #include "auth.h"
 #include "static.h"
@@ -435,6 +436,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     /* Non-API paths: health and static files, on the loop. */
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
         health_reply(c);
+        return;
+    }
+    if (strncmp(path, "/v1/", 4) == 0) {
+        gateway_handle(app, req, path, c->req_id, c->start_us);
+        c->req = NULL; /* the gateway replies */
+        http_ctx_finish(c);
         return;
     }
     if (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0) {

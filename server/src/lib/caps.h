@@ -3,7 +3,8 @@
 #define COAI_CAPS_H
 
 #define LIMIT_REQUEST_BODY      (1024 * 1024)      /* JSON API request body; 413 past it */
-#define LIMIT_REQUEST_BODY_HARD (4 * 1024 * 1024)  /* libevent drops the request past it */
+#define LIMIT_REQUEST_BODY_HARD (26 * 1024 * 1024) /* libevent drops the request past it */
+#define LIMIT_GATEWAY_BODY      (25 * 1024 * 1024) /* a /v1 request (audio uploads) */
 #define LIMIT_REQUEST_HEADERS   (16 * 1024)        /* all request headers; 431 past it */
 #define LIMIT_REQUEST_HEADERS_HARD (64 * 1024)
 #define LIMIT_UPSTREAM_SSE_LINE (1024 * 1024)      /* one SSE line from the provider */

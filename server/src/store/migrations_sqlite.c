@@ -189,8 +189,90 @@ static const char store_sqlite_0001_init[] =
     "CREATE INDEX audit_log_created_at ON audit_log(created_at);"
     "CREATE INDEX audit_log_actor_id ON audit_log(actor_id, created_at);";
 
+/* Notes on 0002_gateway (the OpenAI-compatible /v1 gateway):
+ *  - api_tokens keep only the sha256 of the secret. Integer "none" values are
+ *    stored as in the C structs: expires_at / last_used_at / revoked_at 0 =
+ *    never, rpm / tpm -1 = no limit. Tokens and limits go with their user
+ *    (ON DELETE CASCADE).
+ *  - usage_records already existed in 0001 (unused until now); its columns
+ *    are kept and the missing ones added. Legacy rows read as key_source ""
+ *    and endpoint "" (NULL), status 200, no cached tokens, not estimated.
+ *  - usage_records.token_id and key_id are plain text, without foreign keys:
+ *    usage is an append-only ledger, so deleting a pool key (or a user and
+ *    with it their tokens) must neither fail nor rewrite history, and a
+ *    usage insert must not fail because the key or token it names was
+ *    deleted while the request ran. user_id keeps its 0001 reference (ON
+ *    DELETE SET NULL, so deleting a user does not block either).
+ *  - usage_records(user_id, created_at) already exists from 0001.
+ */
+static const char store_sqlite_0002_gateway[] =
+    "CREATE TABLE api_tokens ("
+    "  id           TEXT PRIMARY KEY,"
+    "  user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  name         TEXT,"
+    "  token_hash   TEXT NOT NULL UNIQUE CHECK (length(token_hash) > 0),"
+    "  prefix       TEXT NOT NULL DEFAULT '',"
+    "  models       TEXT CHECK (models IS NULL OR CASE WHEN json_valid(models)"
+    "                           THEN json_type(models) = 'array' ELSE 0 END),"
+    "  rpm          INTEGER NOT NULL DEFAULT -1 CHECK (rpm >= -1),"
+    "  tpm          INTEGER NOT NULL DEFAULT -1 CHECK (tpm >= -1),"
+    "  expires_at   INTEGER NOT NULL DEFAULT 0,"
+    "  created_at   INTEGER NOT NULL,"
+    "  last_used_at INTEGER NOT NULL DEFAULT 0,"
+    "  revoked_at   INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX api_tokens_user_id ON api_tokens(user_id, created_at);"
+
+    "CREATE TABLE pool_keys ("
+    "  id              TEXT PRIMARY KEY,"
+    "  name            TEXT,"
+    "  base_url        TEXT NOT NULL,"
+    "  key_ct          BLOB,"
+    "  key_version     INTEGER NOT NULL DEFAULT 0,"
+    "  key_last4       TEXT,"
+    "  weight          INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 1),"
+    "  rpm             INTEGER NOT NULL DEFAULT -1 CHECK (rpm >= -1),"
+    "  tpm             INTEGER NOT NULL DEFAULT -1 CHECK (tpm >= -1),"
+    "  enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),"
+    "  disabled_reason TEXT,"
+    "  created_at      INTEGER NOT NULL,"
+    "  updated_at      INTEGER NOT NULL"
+    ");"
+
+    "CREATE TABLE prices ("
+    "  model               TEXT NOT NULL PRIMARY KEY CHECK (length(model) > 0),"
+    "  input_micros        INTEGER NOT NULL DEFAULT 0 CHECK (input_micros >= 0),"
+    "  cached_input_micros INTEGER NOT NULL DEFAULT 0 CHECK (cached_input_micros >= 0),"
+    "  output_micros       INTEGER NOT NULL DEFAULT 0 CHECK (output_micros >= 0),"
+    "  updated_at          INTEGER NOT NULL"
+    ");"
+
+    "CREATE TABLE user_limits ("
+    "  user_id             TEXT NOT NULL PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  rpm                 INTEGER NOT NULL DEFAULT -1 CHECK (rpm >= -1),"
+    "  tpm                 INTEGER NOT NULL DEFAULT -1 CHECK (tpm >= -1),"
+    "  monthly_tokens      INTEGER NOT NULL DEFAULT -1 CHECK (monthly_tokens >= -1),"
+    "  monthly_cost_micros INTEGER NOT NULL DEFAULT -1 CHECK (monthly_cost_micros >= -1),"
+    "  updated_at          INTEGER NOT NULL"
+    ");"
+
+    "ALTER TABLE usage_records ADD COLUMN token_id TEXT;"
+    "ALTER TABLE usage_records ADD COLUMN key_id TEXT;"
+    "ALTER TABLE usage_records ADD COLUMN key_source TEXT"
+    "  CHECK (key_source IS NULL OR key_source IN ('pool', 'user', 'server'));"
+    "ALTER TABLE usage_records ADD COLUMN endpoint TEXT;"
+    "ALTER TABLE usage_records ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE usage_records ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (tokens_estimated IN (0, 1));"
+    "ALTER TABLE usage_records ADD COLUMN latency_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE usage_records ADD COLUMN status INTEGER NOT NULL DEFAULT 200;"
+    "CREATE INDEX usage_records_created_at ON usage_records(created_at);"
+    "CREATE INDEX usage_records_key_created ON usage_records(key_id, created_at)"
+    "  WHERE key_id IS NOT NULL;";
+
 const struct store_migration store_sqlite_migrations[] = {
     { 1, "0001_init", store_sqlite_0001_init },
+    { 2, "0002_gateway", store_sqlite_0002_gateway },
 };
 
 const size_t store_sqlite_migrations_count = COAI_ARRAY_LEN(store_sqlite_migrations);

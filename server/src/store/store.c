@@ -359,3 +359,203 @@ enum app_err store_message_mark_interrupted(struct store *st, int64_t *n)
 {
     return st->ops->message_mark_interrupted(st, n);
 }
+
+/* ==== gateway (schema v2) ================================================== */
+
+/* ---- API tokens ---------------------------------------------------------- */
+
+/* Only the hash of a token is ever stored or read: nothing here is secret. */
+void store_token_clear(struct store_token *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free(t->models);
+    memset(t, 0, sizeof *t);
+}
+
+void store_token_list_free(struct store_token *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_token_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_token_create(struct store *st, struct store_token *t)
+{
+    return st->ops->token_create(st, t);
+}
+
+enum app_err store_token_get_by_hash(struct store *st, const char *token_hash, int64_t now,
+                                     struct store_token *out)
+{
+    return st->ops->token_get_by_hash(st, token_hash, now, out);
+}
+
+enum app_err store_token_list(struct store *st, const char *user_id, struct store_token **out,
+                              size_t *n)
+{
+    return st->ops->token_list(st, user_id, out, n);
+}
+
+enum app_err store_token_revoke(struct store *st, const char *user_id, const char *id, int64_t now)
+{
+    return st->ops->token_revoke(st, user_id, id, now);
+}
+
+enum app_err store_token_touch(struct store *st, const char *id, int64_t now)
+{
+    return st->ops->token_touch(st, id, now);
+}
+
+/* ---- key pool ------------------------------------------------------------ */
+
+void store_pool_key_clear(struct store_pool_key *k)
+{
+    if (!k)
+        return;
+    free(k->name);
+    free(k->base_url);
+    free(k->key_ct);
+    free(k->disabled_reason);
+    memset(k, 0, sizeof *k);
+}
+
+void store_pool_key_list_free(struct store_pool_key *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_pool_key_clear(&list[i]);
+    free(list);
+}
+
+enum app_err store_pool_key_create(struct store *st, struct store_pool_key *k)
+{
+    return st->ops->pool_key_create(st, k);
+}
+
+enum app_err store_pool_key_list(struct store *st, struct store_pool_key **out, size_t *n)
+{
+    return st->ops->pool_key_list(st, out, n);
+}
+
+enum app_err store_pool_key_get(struct store *st, const char *id, struct store_pool_key *out)
+{
+    return st->ops->pool_key_get(st, id, out);
+}
+
+enum app_err store_pool_key_update(struct store *st, const struct store_pool_key *k)
+{
+    return st->ops->pool_key_update(st, k);
+}
+
+enum app_err store_pool_key_set_key(struct store *st, const char *id, const unsigned char *ct,
+                                    size_t ct_len, int key_version, const char *last4)
+{
+    return st->ops->pool_key_set_key(st, id, ct, ct_len, key_version, last4);
+}
+
+enum app_err store_pool_key_delete(struct store *st, const char *id)
+{
+    return st->ops->pool_key_delete(st, id);
+}
+
+/* ---- usage records ------------------------------------------------------- */
+
+void store_usage_clear(struct store_usage *u)
+{
+    if (!u)
+        return;
+    free(u->model);
+    memset(u, 0, sizeof *u);
+}
+
+void store_usage_rows_free(struct store_usage_row *rows, size_t n)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].model);
+        free(rows[i].email);
+    }
+    free(rows);
+}
+
+enum app_err store_usage_insert(struct store *st, struct store_usage *u)
+{
+    return st->ops->usage_insert(st, u);
+}
+
+enum app_err store_usage_report(struct store *st, int64_t from, int64_t to, const char *user_id,
+                                struct store_usage_row **out, size_t *n)
+{
+    return st->ops->usage_report(st, from, to, user_id, out, n);
+}
+
+enum app_err store_usage_totals(struct store *st, const char *user_id, int64_t since,
+                                int64_t *tokens, int64_t *cost_micros)
+{
+    return st->ops->usage_totals(st, user_id, since, tokens, cost_micros);
+}
+
+enum app_err store_usage_key_totals(struct store *st, const char *key_id, int64_t since,
+                                    int64_t *requests, int64_t *tokens, int64_t *errors)
+{
+    return st->ops->usage_key_totals(st, key_id, since, requests, tokens, errors);
+}
+
+/* ---- prices -------------------------------------------------------------- */
+
+void store_price_list_free(struct store_price *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(list[i].model);
+    free(list);
+}
+
+enum app_err store_price_list(struct store *st, struct store_price **out, size_t *n)
+{
+    return st->ops->price_list(st, out, n);
+}
+
+enum app_err store_price_upsert(struct store *st, const struct store_price *p)
+{
+    return st->ops->price_upsert(st, p);
+}
+
+enum app_err store_price_delete(struct store *st, const char *model)
+{
+    return st->ops->price_delete(st, model);
+}
+
+/* ---- per-user limits ----------------------------------------------------- */
+
+enum app_err store_user_limits_get(struct store *st, const char *user_id,
+                                   struct store_user_limits *out)
+{
+    return st->ops->user_limits_get(st, user_id, out);
+}
+
+enum app_err store_user_limits_set(struct store *st, const struct store_user_limits *l)
+{
+    return st->ops->user_limits_set(st, l);
+}
+
+enum app_err store_user_list(struct store *st, struct store_user **out, size_t *n)
+{
+    return st->ops->user_list(st, out, n);
+}
+
+void store_user_list_free(struct store_user *list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_user_clear(&list[i]);
+    free(list);
+}

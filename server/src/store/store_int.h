@@ -77,6 +77,41 @@ struct store_ops {
     enum app_err (*message_newest_leaf)(struct store *st, const char *id,
                                         char out[STORE_ID_LEN + 1]);
     enum app_err (*message_mark_interrupted)(struct store *st, int64_t *n);
+
+    /* gateway (schema v2) */
+    enum app_err (*token_create)(struct store *st, struct store_token *t);
+    enum app_err (*token_get_by_hash)(struct store *st, const char *token_hash, int64_t now,
+                                      struct store_token *out);
+    enum app_err (*token_list)(struct store *st, const char *user_id, struct store_token **out,
+                               size_t *n);
+    enum app_err (*token_revoke)(struct store *st, const char *user_id, const char *id,
+                                 int64_t now);
+    enum app_err (*token_touch)(struct store *st, const char *id, int64_t now);
+
+    enum app_err (*pool_key_create)(struct store *st, struct store_pool_key *k);
+    enum app_err (*pool_key_list)(struct store *st, struct store_pool_key **out, size_t *n);
+    enum app_err (*pool_key_get)(struct store *st, const char *id, struct store_pool_key *out);
+    enum app_err (*pool_key_update)(struct store *st, const struct store_pool_key *k);
+    enum app_err (*pool_key_set_key)(struct store *st, const char *id, const unsigned char *ct,
+                                     size_t ct_len, int key_version, const char *last4);
+    enum app_err (*pool_key_delete)(struct store *st, const char *id);
+
+    enum app_err (*usage_insert)(struct store *st, struct store_usage *u);
+    enum app_err (*usage_report)(struct store *st, int64_t from, int64_t to, const char *user_id,
+                                 struct store_usage_row **out, size_t *n);
+    enum app_err (*usage_totals)(struct store *st, const char *user_id, int64_t since,
+                                 int64_t *tokens, int64_t *cost_micros);
+    enum app_err (*usage_key_totals)(struct store *st, const char *key_id, int64_t since,
+                                     int64_t *requests, int64_t *tokens, int64_t *errors);
+
+    enum app_err (*price_list)(struct store *st, struct store_price **out, size_t *n);
+    enum app_err (*price_upsert)(struct store *st, const struct store_price *p);
+    enum app_err (*price_delete)(struct store *st, const char *model);
+
+    enum app_err (*user_limits_get)(struct store *st, const char *user_id,
+                                    struct store_user_limits *out);
+    enum app_err (*user_limits_set)(struct store *st, const struct store_user_limits *l);
+    enum app_err (*user_list)(struct store *st, struct store_user **out, size_t *n);
 };
 
 /* One numbered schema migration: applied in version order, each in its own

@@ -27,6 +27,24 @@
     "m.id, m.chat_id, m.parent_id, m.role, m.content, m.model, m.status, m.error, " \
     "m.prompt_tokens, m.completion_tokens, m.created_at, m.updated_at"
 #define DEFAULT_CONN "owner_id = ?1 AND workspace_id IS NULL AND is_default = 1"
+#define TOKEN_COLS \
+    "id, user_id, name, token_hash, prefix, models, rpm, tpm, expires_at, created_at, " \
+    "last_used_at, revoked_at"
+#define POOL_KEY_COLS \
+    "id, name, base_url, key_ct, key_version, key_last4, weight, rpm, tpm, enabled, " \
+    "disabled_reason, created_at, updated_at"
+#define PRICE_COLS "model, input_micros, cached_input_micros, output_micros, updated_at"
+#define LIMITS_COLS "user_id, rpm, tpm, monthly_tokens, monthly_cost_micros, updated_at"
+/* Usage grouped by UTC day, model and user over [?1, ?2); the email comes
+ * from the (functionally dependent) joined user, NULL once deleted. */
+#define USAGE_REPORT_SELECT \
+    "SELECT strftime('%Y-%m-%d', r.created_at / 1000, 'unixepoch') AS day, r.model," \
+    " r.user_id, u.email, count(*), coalesce(sum(r.prompt_tokens), 0)," \
+    " coalesce(sum(r.cached_tokens), 0), coalesce(sum(r.completion_tokens), 0)," \
+    " coalesce(sum(r.cost_micros), 0), coalesce(sum(r.status >= 400), 0)" \
+    " FROM usage_records r LEFT JOIN users u ON u.id = r.user_id" \
+    " WHERE r.created_at >= ?1 AND r.created_at < ?2"
+#define USAGE_REPORT_ORDER " GROUP BY day, r.model, r.user_id ORDER BY day, r.model, r.user_id"
 
 enum store_sqlite_stmt_id {
     S_BEGIN,
@@ -76,6 +94,28 @@ enum store_sqlite_stmt_id {
     S_MSG_UPDATE,
     S_MSG_NEWEST_LEAF,
     S_MSG_MARK_INTERRUPTED,
+    S_USER_LIST,
+    S_TOKEN_INSERT,
+    S_TOKEN_GET_BY_HASH,
+    S_TOKEN_LIST,
+    S_TOKEN_REVOKE,
+    S_TOKEN_TOUCH,
+    S_POOL_KEY_INSERT,
+    S_POOL_KEY_LIST,
+    S_POOL_KEY_GET,
+    S_POOL_KEY_UPDATE,
+    S_POOL_KEY_SET_KEY,
+    S_POOL_KEY_DELETE,
+    S_USAGE_INSERT,
+    S_USAGE_REPORT_ALL,
+    S_USAGE_REPORT_USER,
+    S_USAGE_TOTALS,
+    S_USAGE_KEY_TOTALS,
+    S_PRICE_LIST,
+    S_PRICE_UPSERT,
+    S_PRICE_DELETE,
+    S_LIMITS_GET,
+    S_LIMITS_SET,
     S_COUNT
 };
 
@@ -193,6 +233,70 @@ static const char *const store_sqlite_sql[S_COUNT] = {
                                " error = COALESCE(error, '{\"code\":\"interrupted\",\"message\":"
                                "\"the server stopped while the answer was being generated\"}')"
                                " WHERE status = 'streaming'",
+
+    /* ---- gateway (schema v2) ---- */
+    /* Admin listing: password hashes are not read (NULL in the struct). */
+    [S_USER_LIST] = "SELECT id, email, name, NULL, is_admin, created_at, updated_at"
+                    " FROM users ORDER BY created_at, id",
+
+    [S_TOKEN_INSERT] = "INSERT INTO api_tokens (" TOKEN_COLS ")"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [S_TOKEN_GET_BY_HASH] = "SELECT " TOKEN_COLS " FROM api_tokens WHERE token_hash = ?1"
+                            " AND revoked_at = 0 AND (expires_at = 0 OR expires_at > ?2)",
+    [S_TOKEN_LIST] = "SELECT " TOKEN_COLS " FROM api_tokens WHERE user_id = ?1"
+                     " ORDER BY created_at DESC, id DESC",
+    [S_TOKEN_REVOKE] = "UPDATE api_tokens SET revoked_at = ?3"
+                       " WHERE id = ?1 AND user_id = ?2 AND revoked_at = 0"
+                       " AND (expires_at = 0 OR expires_at > ?3)",
+    [S_TOKEN_TOUCH] = "UPDATE api_tokens SET last_used_at = max(last_used_at, ?2) WHERE id = ?1",
+
+    /* disabled_reason is kept only while the key is disabled. */
+    [S_POOL_KEY_INSERT] = "INSERT INTO pool_keys (" POOL_KEY_COLS ")"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                          " CASE WHEN ?10 THEN NULL ELSE ?11 END, ?12, ?13)",
+    [S_POOL_KEY_LIST] = "SELECT " POOL_KEY_COLS " FROM pool_keys ORDER BY created_at, id",
+    [S_POOL_KEY_GET] = "SELECT " POOL_KEY_COLS " FROM pool_keys WHERE id = ?1",
+    [S_POOL_KEY_UPDATE] = "UPDATE pool_keys SET name = ?2, base_url = ?3, weight = ?4, rpm = ?5,"
+                          " tpm = ?6, enabled = ?7,"
+                          " disabled_reason = CASE WHEN ?7 THEN NULL ELSE ?8 END,"
+                          " updated_at = ?9 WHERE id = ?1",
+    /* A NULL last4 keeps the current one (re-sealing the same key); no key
+     * clears it. */
+    [S_POOL_KEY_SET_KEY] = "UPDATE pool_keys SET key_ct = ?2, key_version = ?3,"
+                           " key_last4 = CASE WHEN ?2 IS NULL THEN NULL"
+                           " ELSE coalesce(?4, key_last4) END,"
+                           " updated_at = ?5 WHERE id = ?1",
+    [S_POOL_KEY_DELETE] = "DELETE FROM pool_keys WHERE id = ?1",
+
+    [S_USAGE_INSERT] =
+        "INSERT INTO usage_records (id, user_id, token_id, key_id, key_source, endpoint, model,"
+        " prompt_tokens, cached_tokens, completion_tokens, tokens_estimated, cost_micros,"
+        " latency_ms, status, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [S_USAGE_REPORT_ALL] = USAGE_REPORT_SELECT USAGE_REPORT_ORDER,
+    [S_USAGE_REPORT_USER] = USAGE_REPORT_SELECT " AND r.user_id = ?3" USAGE_REPORT_ORDER,
+    /* cached_tokens are part of prompt_tokens (as the providers count them). */
+    [S_USAGE_TOTALS] = "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0),"
+                       " coalesce(sum(cost_micros), 0)"
+                       " FROM usage_records WHERE user_id = ?1 AND created_at >= ?2",
+    [S_USAGE_KEY_TOTALS] = "SELECT count(*), coalesce(sum(prompt_tokens + completion_tokens), 0),"
+                           " coalesce(sum(status >= 400), 0)"
+                           " FROM usage_records WHERE key_id = ?1 AND created_at >= ?2",
+
+    [S_PRICE_LIST] = "SELECT " PRICE_COLS " FROM prices ORDER BY model",
+    [S_PRICE_UPSERT] = "INSERT INTO prices (" PRICE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)"
+                       " ON CONFLICT (model) DO UPDATE SET input_micros = excluded.input_micros,"
+                       " cached_input_micros = excluded.cached_input_micros,"
+                       " output_micros = excluded.output_micros,"
+                       " updated_at = excluded.updated_at",
+    [S_PRICE_DELETE] = "DELETE FROM prices WHERE model = ?1",
+
+    [S_LIMITS_GET] = "SELECT " LIMITS_COLS " FROM user_limits WHERE user_id = ?1",
+    [S_LIMITS_SET] = "INSERT INTO user_limits (" LIMITS_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                     " ON CONFLICT (user_id) DO UPDATE SET rpm = excluded.rpm,"
+                     " tpm = excluded.tpm, monthly_tokens = excluded.monthly_tokens,"
+                     " monthly_cost_micros = excluded.monthly_cost_micros,"
+                     " updated_at = excluded.updated_at",
 };
 
 /* ---- handle and small helpers -------------------------------------------- */
@@ -433,6 +537,20 @@ static void store_sqlite_col_fixed(sqlite3_stmt *st, int i, char *out, size_t si
     out[n] = '\0';
 }
 
+/* Copy a blob column into a new buffer; NULL or empty leaves *out NULL. */
+static void store_sqlite_col_blob(sqlite3_stmt *st, int i, unsigned char **out, size_t *len)
+{
+    const void *blob = sqlite3_column_blob(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    *out = NULL;
+    *len = 0;
+    if (blob && n > 0) {
+        *out = xmalloc((size_t)n);
+        memcpy(*out, blob, (size_t)n);
+        *len = (size_t)n;
+    }
+}
+
 /* An integer column where NULL means unknown (-1). */
 static int64_t store_sqlite_col_tokens(sqlite3_stmt *st, int i)
 {
@@ -483,13 +601,7 @@ static void store_sqlite_read_conn(sqlite3_stmt *st, struct store_conn *c)
     store_sqlite_col_fixed(st, 2, c->workspace_id, sizeof c->workspace_id);
     c->name = store_sqlite_col_str(st, 3);
     c->base_url = store_sqlite_col_str(st, 4);
-    const void *blob = sqlite3_column_blob(st, 5);
-    int len = sqlite3_column_bytes(st, 5);
-    if (blob && len > 0) {
-        c->key_ct = xmalloc((size_t)len);
-        memcpy(c->key_ct, blob, (size_t)len);
-        c->key_ct_len = (size_t)len;
-    }
+    store_sqlite_col_blob(st, 5, &c->key_ct, &c->key_ct_len);
     c->key_version = sqlite3_column_int(st, 6);
     store_sqlite_col_fixed(st, 7, c->key_last4, sizeof c->key_last4);
     c->created_at = sqlite3_column_int64(st, 8);
@@ -527,6 +639,77 @@ static void store_sqlite_read_message(sqlite3_stmt *st, struct store_message *m)
     m->completion_tokens = store_sqlite_col_tokens(st, 9);
     m->created_at = sqlite3_column_int64(st, 10);
     m->updated_at = sqlite3_column_int64(st, 11);
+}
+
+static void store_sqlite_read_token(sqlite3_stmt *st, struct store_token *t)
+{
+    memset(t, 0, sizeof *t);
+    store_sqlite_col_fixed(st, 0, t->id, sizeof t->id);
+    store_sqlite_col_fixed(st, 1, t->user_id, sizeof t->user_id);
+    t->name = store_sqlite_col_str(st, 2);
+    store_sqlite_col_fixed(st, 3, t->token_hash, sizeof t->token_hash);
+    store_sqlite_col_fixed(st, 4, t->prefix, sizeof t->prefix);
+    t->models = store_sqlite_col_str(st, 5);
+    t->rpm = sqlite3_column_int64(st, 6);
+    t->tpm = sqlite3_column_int64(st, 7);
+    t->expires_at = sqlite3_column_int64(st, 8);
+    t->created_at = sqlite3_column_int64(st, 9);
+    t->last_used_at = sqlite3_column_int64(st, 10);
+    t->revoked_at = sqlite3_column_int64(st, 11);
+}
+
+static void store_sqlite_read_pool_key(sqlite3_stmt *st, struct store_pool_key *k)
+{
+    memset(k, 0, sizeof *k);
+    store_sqlite_col_fixed(st, 0, k->id, sizeof k->id);
+    k->name = store_sqlite_col_str(st, 1);
+    k->base_url = store_sqlite_col_str(st, 2);
+    store_sqlite_col_blob(st, 3, &k->key_ct, &k->key_ct_len);
+    k->key_version = sqlite3_column_int(st, 4);
+    store_sqlite_col_fixed(st, 5, k->key_last4, sizeof k->key_last4);
+    k->weight = sqlite3_column_int(st, 6);
+    k->rpm = sqlite3_column_int64(st, 7);
+    k->tpm = sqlite3_column_int64(st, 8);
+    k->enabled = sqlite3_column_int(st, 9) != 0;
+    k->disabled_reason = store_sqlite_col_str(st, 10);
+    k->created_at = sqlite3_column_int64(st, 11);
+    k->updated_at = sqlite3_column_int64(st, 12);
+}
+
+static void store_sqlite_read_usage_row(sqlite3_stmt *st, struct store_usage_row *r)
+{
+    memset(r, 0, sizeof *r);
+    store_sqlite_col_fixed(st, 0, r->day, sizeof r->day);
+    r->model = store_sqlite_col_str(st, 1);
+    store_sqlite_col_fixed(st, 2, r->user_id, sizeof r->user_id);
+    r->email = store_sqlite_col_str(st, 3);
+    r->requests = sqlite3_column_int64(st, 4);
+    r->prompt_tokens = sqlite3_column_int64(st, 5);
+    r->cached_tokens = sqlite3_column_int64(st, 6);
+    r->completion_tokens = sqlite3_column_int64(st, 7);
+    r->cost_micros = sqlite3_column_int64(st, 8);
+    r->errors = sqlite3_column_int64(st, 9);
+}
+
+static void store_sqlite_read_price(sqlite3_stmt *st, struct store_price *p)
+{
+    memset(p, 0, sizeof *p);
+    p->model = store_sqlite_col_str(st, 0);
+    p->input_micros = sqlite3_column_int64(st, 1);
+    p->cached_input_micros = sqlite3_column_int64(st, 2);
+    p->output_micros = sqlite3_column_int64(st, 3);
+    p->updated_at = sqlite3_column_int64(st, 4);
+}
+
+static void store_sqlite_read_limits(sqlite3_stmt *st, struct store_user_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    store_sqlite_col_fixed(st, 0, l->user_id, sizeof l->user_id);
+    l->rpm = sqlite3_column_int64(st, 1);
+    l->tpm = sqlite3_column_int64(st, 2);
+    l->monthly_tokens = sqlite3_column_int64(st, 3);
+    l->monthly_cost_micros = sqlite3_column_int64(st, 4);
+    l->updated_at = sqlite3_column_int64(st, 5);
 }
 
 /* Step a bound statement expecting at most one row: read it with reader into
@@ -593,6 +776,16 @@ static void store_sqlite_fr_session(void *p, size_t n) { store_session_list_free
 static void store_sqlite_fr_conn(void *p, size_t n) { store_conn_list_free(p, n); }
 static void store_sqlite_fr_chat(void *p, size_t n) { store_chat_list_free(p, n); }
 static void store_sqlite_fr_message(void *p, size_t n) { store_message_list_free(p, n); }
+static void store_sqlite_rd_token(sqlite3_stmt *st, void *p) { store_sqlite_read_token(st, p); }
+static void store_sqlite_rd_pool_key(sqlite3_stmt *st, void *p) { store_sqlite_read_pool_key(st, p); }
+static void store_sqlite_rd_usage_row(sqlite3_stmt *st, void *p) { store_sqlite_read_usage_row(st, p); }
+static void store_sqlite_rd_price(sqlite3_stmt *st, void *p) { store_sqlite_read_price(st, p); }
+static void store_sqlite_rd_limits(sqlite3_stmt *st, void *p) { store_sqlite_read_limits(st, p); }
+static void store_sqlite_fr_user(void *p, size_t n) { store_user_list_free(p, n); }
+static void store_sqlite_fr_token(void *p, size_t n) { store_token_list_free(p, n); }
+static void store_sqlite_fr_pool_key(void *p, size_t n) { store_pool_key_list_free(p, n); }
+static void store_sqlite_fr_usage_row(void *p, size_t n) { store_usage_rows_free(p, n); }
+static void store_sqlite_fr_price(void *p, size_t n) { store_price_list_free(p, n); }
 
 /* The id to insert: the caller's, or a new one. */
 static void store_sqlite_pick_id(const char *given, char out[STORE_ID_LEN + 1])
@@ -1408,6 +1601,400 @@ static enum app_err store_sqlite_message_mark_interrupted(struct store *st, int6
     return e;
 }
 
+/* ==== gateway (schema v2) ================================================== */
+
+/* ---- users (admin listing) ----------------------------------------------- */
+
+static enum app_err store_sqlite_user_list(struct store *st, struct store_user **out, size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_USER_LIST);
+    *out = NULL;
+    *n = 0;
+    if (!q)
+        return APP_ESTORE;
+    return store_sqlite_get_all(s, q, "user_list", sizeof **out, store_sqlite_rd_user,
+                                store_sqlite_fr_user, (void **)out, n);
+}
+
+/* ---- API tokens ---------------------------------------------------------- */
+
+static enum app_err store_sqlite_token_create(struct store *st, struct store_token *t)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    char id[STORE_ID_LEN + 1];
+    int64_t created = t->created_at ? t->created_at : now_ms();
+    enum app_err e;
+
+    if (!t->token_hash[0]) {
+        store_set_error(st, "token_create: empty token hash");
+        return APP_EINVAL;
+    }
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_TOKEN_INSERT);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_pick_id(t->id, id);
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_text(s, q, 2, t->user_id);
+    store_sqlite_bind_text(s, q, 3, t->name);
+    store_sqlite_bind_text(s, q, 4, t->token_hash);
+    store_sqlite_bind_text(s, q, 5, t->prefix);
+    store_sqlite_bind_text(s, q, 6, t->models);
+    store_sqlite_bind_int(s, q, 7, t->rpm);
+    store_sqlite_bind_int(s, q, 8, t->tpm);
+    store_sqlite_bind_int(s, q, 9, t->expires_at);
+    store_sqlite_bind_int(s, q, 10, created);
+    store_sqlite_bind_int(s, q, 11, t->last_used_at);
+    store_sqlite_bind_int(s, q, 12, t->revoked_at);
+    e = store_sqlite_run(s, q, "token_create", NULL);
+    if (e == APP_OK) {
+        memcpy(t->id, id, sizeof id);
+        t->created_at = created;
+    }
+    return e;
+}
+
+static enum app_err store_sqlite_token_get_by_hash(struct store *st, const char *token_hash,
+                                                   int64_t now, struct store_token *out)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_TOKEN_GET_BY_HASH);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, token_hash);
+    store_sqlite_bind_int(s, q, 2, now);
+    return store_sqlite_get_one(s, q, "token_get_by_hash", store_sqlite_rd_token, out,
+                                sizeof *out);
+}
+
+static enum app_err store_sqlite_token_list(struct store *st, const char *user_id,
+                                            struct store_token **out, size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_TOKEN_LIST);
+    *out = NULL;
+    *n = 0;
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, user_id);
+    return store_sqlite_get_all(s, q, "token_list", sizeof **out, store_sqlite_rd_token,
+                                store_sqlite_fr_token, (void **)out, n);
+}
+
+static enum app_err store_sqlite_token_revoke(struct store *st, const char *user_id,
+                                              const char *id, int64_t now)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    if (now <= 0) { /* revoked_at 0 would read as active */
+        store_set_error(st, "token_revoke: time must be positive");
+        return APP_EINVAL;
+    }
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_TOKEN_REVOKE);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_text(s, q, 2, user_id);
+    store_sqlite_bind_int(s, q, 3, now);
+    return store_sqlite_run_one(s, q, "token_revoke");
+}
+
+static enum app_err store_sqlite_token_touch(struct store *st, const char *id, int64_t now)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_TOKEN_TOUCH);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_int(s, q, 2, now);
+    return store_sqlite_run_one(s, q, "token_touch");
+}
+
+/* ---- key pool ------------------------------------------------------------ */
+
+static enum app_err store_sqlite_pool_key_create(struct store *st, struct store_pool_key *k)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    char id[STORE_ID_LEN + 1];
+    int64_t created = k->created_at ? k->created_at : now_ms();
+    int64_t updated = k->updated_at ? k->updated_at : created;
+    enum app_err e;
+
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_INSERT);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_pick_id(k->id, id);
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_text(s, q, 2, k->name);
+    store_sqlite_bind_text(s, q, 3, k->base_url);
+    store_sqlite_bind_blob(s, q, 4, k->key_ct, k->key_ct_len);
+    store_sqlite_bind_int(s, q, 5, k->key_version);
+    store_sqlite_bind_ref(s, q, 6, k->key_last4);
+    store_sqlite_bind_int(s, q, 7, k->weight);
+    store_sqlite_bind_int(s, q, 8, k->rpm);
+    store_sqlite_bind_int(s, q, 9, k->tpm);
+    store_sqlite_bind_int(s, q, 10, k->enabled ? 1 : 0);
+    store_sqlite_bind_text(s, q, 11, k->disabled_reason);
+    store_sqlite_bind_int(s, q, 12, created);
+    store_sqlite_bind_int(s, q, 13, updated);
+    e = store_sqlite_run(s, q, "pool_key_create", NULL);
+    if (e == APP_OK) {
+        memcpy(k->id, id, sizeof id);
+        k->created_at = created;
+        k->updated_at = updated;
+    }
+    return e;
+}
+
+static enum app_err store_sqlite_pool_key_list(struct store *st, struct store_pool_key **out,
+                                               size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_LIST);
+    *out = NULL;
+    *n = 0;
+    if (!q)
+        return APP_ESTORE;
+    return store_sqlite_get_all(s, q, "pool_key_list", sizeof **out, store_sqlite_rd_pool_key,
+                                store_sqlite_fr_pool_key, (void **)out, n);
+}
+
+static enum app_err store_sqlite_pool_key_get(struct store *st, const char *id,
+                                              struct store_pool_key *out)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_GET);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, id);
+    return store_sqlite_get_one(s, q, "pool_key_get", store_sqlite_rd_pool_key, out,
+                                sizeof *out);
+}
+
+static enum app_err store_sqlite_pool_key_update(struct store *st, const struct store_pool_key *k)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_UPDATE);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, k->id);
+    store_sqlite_bind_text(s, q, 2, k->name);
+    store_sqlite_bind_text(s, q, 3, k->base_url);
+    store_sqlite_bind_int(s, q, 4, k->weight);
+    store_sqlite_bind_int(s, q, 5, k->rpm);
+    store_sqlite_bind_int(s, q, 6, k->tpm);
+    store_sqlite_bind_int(s, q, 7, k->enabled ? 1 : 0);
+    store_sqlite_bind_text(s, q, 8, k->disabled_reason);
+    store_sqlite_bind_int(s, q, 9, now_ms());
+    return store_sqlite_run_one(s, q, "pool_key_update");
+}
+
+static enum app_err store_sqlite_pool_key_set_key(struct store *st, const char *id,
+                                                  const unsigned char *ct, size_t ct_len,
+                                                  int key_version, const char *last4)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_SET_KEY);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_blob(s, q, 2, ct, ct_len);
+    store_sqlite_bind_int(s, q, 3, key_version);
+    store_sqlite_bind_ref(s, q, 4, last4);
+    store_sqlite_bind_int(s, q, 5, now_ms());
+    return store_sqlite_run_one(s, q, "pool_key_set_key");
+}
+
+static enum app_err store_sqlite_pool_key_delete(struct store *st, const char *id)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_POOL_KEY_DELETE);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, id);
+    return store_sqlite_run_one(s, q, "pool_key_delete");
+}
+
+/* ---- usage records ------------------------------------------------------- */
+
+static enum app_err store_sqlite_usage_insert(struct store *st, struct store_usage *u)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    char id[STORE_ID_LEN + 1];
+    int64_t created = u->created_at ? u->created_at : now_ms();
+    enum app_err e;
+
+    if (u->prompt_tokens < 0 || u->cached_tokens < 0 || u->completion_tokens < 0 ||
+        u->cost_micros < 0) {
+        store_set_error(st, "usage_insert: negative token count or cost");
+        return APP_EINVAL;
+    }
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_USAGE_INSERT);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_pick_id(u->id, id);
+    store_sqlite_bind_text(s, q, 1, id);
+    store_sqlite_bind_ref(s, q, 2, u->user_id);
+    store_sqlite_bind_ref(s, q, 3, u->token_id);
+    store_sqlite_bind_ref(s, q, 4, u->key_id);
+    store_sqlite_bind_ref(s, q, 5, u->key_source);
+    store_sqlite_bind_ref(s, q, 6, u->endpoint);
+    store_sqlite_bind_text(s, q, 7, u->model);
+    store_sqlite_bind_int(s, q, 8, u->prompt_tokens);
+    store_sqlite_bind_int(s, q, 9, u->cached_tokens);
+    store_sqlite_bind_int(s, q, 10, u->completion_tokens);
+    store_sqlite_bind_int(s, q, 11, u->tokens_estimated ? 1 : 0);
+    store_sqlite_bind_int(s, q, 12, u->cost_micros);
+    store_sqlite_bind_int(s, q, 13, u->latency_ms);
+    store_sqlite_bind_int(s, q, 14, u->status);
+    store_sqlite_bind_int(s, q, 15, created);
+    e = store_sqlite_run(s, q, "usage_insert", NULL);
+    if (e == APP_OK) {
+        memcpy(u->id, id, sizeof id);
+        u->created_at = created;
+    }
+    return e;
+}
+
+static enum app_err store_sqlite_usage_report(struct store *st, int64_t from, int64_t to,
+                                              const char *user_id, struct store_usage_row **out,
+                                              size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    bool one = user_id && *user_id;
+    sqlite3_stmt *q = store_sqlite_stmt(s, one ? S_USAGE_REPORT_USER : S_USAGE_REPORT_ALL);
+    *out = NULL;
+    *n = 0;
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_int(s, q, 1, from);
+    store_sqlite_bind_int(s, q, 2, to);
+    if (one)
+        store_sqlite_bind_text(s, q, 3, user_id);
+    return store_sqlite_get_all(s, q, "usage_report", sizeof **out, store_sqlite_rd_usage_row,
+                                store_sqlite_fr_usage_row, (void **)out, n);
+}
+
+/* Run a statement that yields one row of count integers (always one row for
+ * an aggregate), then release it. out[] is zeroed on error. */
+static enum app_err store_sqlite_ints(struct store_sqlite *s, sqlite3_stmt *st, const char *what,
+                                      int64_t *const out[], int count)
+{
+    enum app_err e = APP_OK;
+    int rc = store_sqlite_step(s, st);
+    for (int i = 0; i < count; i++) {
+        if (out[i])
+            *out[i] = rc == SQLITE_ROW ? sqlite3_column_int64(st, i) : 0;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        e = store_sqlite_fail(s, rc, what);
+    store_sqlite_done(st);
+    return e;
+}
+
+static enum app_err store_sqlite_usage_totals(struct store *st, const char *user_id,
+                                              int64_t since, int64_t *tokens,
+                                              int64_t *cost_micros)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    int64_t *const out[] = { tokens, cost_micros };
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_USAGE_TOTALS);
+    if (!q) {
+        for (size_t i = 0; i < COAI_ARRAY_LEN(out); i++)
+            if (out[i])
+                *out[i] = 0;
+        return APP_ESTORE;
+    }
+    store_sqlite_bind_text(s, q, 1, user_id);
+    store_sqlite_bind_int(s, q, 2, since);
+    return store_sqlite_ints(s, q, "usage_totals", out, (int)COAI_ARRAY_LEN(out));
+}
+
+static enum app_err store_sqlite_usage_key_totals(struct store *st, const char *key_id,
+                                                  int64_t since, int64_t *requests,
+                                                  int64_t *tokens, int64_t *errors)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    int64_t *const out[] = { requests, tokens, errors };
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_USAGE_KEY_TOTALS);
+    if (!q) {
+        for (size_t i = 0; i < COAI_ARRAY_LEN(out); i++)
+            if (out[i])
+                *out[i] = 0;
+        return APP_ESTORE;
+    }
+    store_sqlite_bind_text(s, q, 1, key_id);
+    store_sqlite_bind_int(s, q, 2, since);
+    return store_sqlite_ints(s, q, "usage_key_totals", out, (int)COAI_ARRAY_LEN(out));
+}
+
+/* ---- prices -------------------------------------------------------------- */
+
+static enum app_err store_sqlite_price_list(struct store *st, struct store_price **out, size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_PRICE_LIST);
+    *out = NULL;
+    *n = 0;
+    if (!q)
+        return APP_ESTORE;
+    return store_sqlite_get_all(s, q, "price_list", sizeof **out, store_sqlite_rd_price,
+                                store_sqlite_fr_price, (void **)out, n);
+}
+
+static enum app_err store_sqlite_price_upsert(struct store *st, const struct store_price *p)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_PRICE_UPSERT);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, p->model);
+    store_sqlite_bind_int(s, q, 2, p->input_micros);
+    store_sqlite_bind_int(s, q, 3, p->cached_input_micros);
+    store_sqlite_bind_int(s, q, 4, p->output_micros);
+    store_sqlite_bind_int(s, q, 5, p->updated_at ? p->updated_at : now_ms());
+    return store_sqlite_run(s, q, "price_upsert", NULL);
+}
+
+static enum app_err store_sqlite_price_delete(struct store *st, const char *model)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_PRICE_DELETE);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, model);
+    return store_sqlite_run_one(s, q, "price_delete");
+}
+
+/* ---- per-user limits ----------------------------------------------------- */
+
+static enum app_err store_sqlite_user_limits_get(struct store *st, const char *user_id,
+                                                 struct store_user_limits *out)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LIMITS_GET);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, user_id);
+    return store_sqlite_get_one(s, q, "user_limits_get", store_sqlite_rd_limits, out,
+                                sizeof *out);
+}
+
+static enum app_err store_sqlite_user_limits_set(struct store *st,
+                                                 const struct store_user_limits *l)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LIMITS_SET);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, l->user_id);
+    store_sqlite_bind_int(s, q, 2, l->rpm);
+    store_sqlite_bind_int(s, q, 3, l->tpm);
+    store_sqlite_bind_int(s, q, 4, l->monthly_tokens);
+    store_sqlite_bind_int(s, q, 5, l->monthly_cost_micros);
+    store_sqlite_bind_int(s, q, 6, l->updated_at ? l->updated_at : now_ms());
+    return store_sqlite_run(s, q, "user_limits_set", NULL);
+}
+
 /* ---- open ---------------------------------------------------------------- */
 
 static const struct store_ops store_sqlite_ops = {
@@ -1449,6 +2036,27 @@ static const struct store_ops store_sqlite_ops = {
     .message_update = store_sqlite_message_update,
     .message_newest_leaf = store_sqlite_message_newest_leaf,
     .message_mark_interrupted = store_sqlite_message_mark_interrupted,
+    .token_create = store_sqlite_token_create,
+    .token_get_by_hash = store_sqlite_token_get_by_hash,
+    .token_list = store_sqlite_token_list,
+    .token_revoke = store_sqlite_token_revoke,
+    .token_touch = store_sqlite_token_touch,
+    .pool_key_create = store_sqlite_pool_key_create,
+    .pool_key_list = store_sqlite_pool_key_list,
+    .pool_key_get = store_sqlite_pool_key_get,
+    .pool_key_update = store_sqlite_pool_key_update,
+    .pool_key_set_key = store_sqlite_pool_key_set_key,
+    .pool_key_delete = store_sqlite_pool_key_delete,
+    .usage_insert = store_sqlite_usage_insert,
+    .usage_report = store_sqlite_usage_report,
+    .usage_totals = store_sqlite_usage_totals,
+    .usage_key_totals = store_sqlite_usage_key_totals,
+    .price_list = store_sqlite_price_list,
+    .price_upsert = store_sqlite_price_upsert,
+    .price_delete = store_sqlite_price_delete,
+    .user_limits_get = store_sqlite_user_limits_get,
+    .user_limits_set = store_sqlite_user_limits_set,
+    .user_list = store_sqlite_user_list,
 };
 
 /* Run a pragma and copy the first column of its first row (may be "") . */

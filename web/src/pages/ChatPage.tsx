@@ -106,7 +106,7 @@ export function ChatPage({ chatId }: { chatId: string | null }) {
   const empty = !chatId || (chat && chat.size === 0);
 
   return (
-    <main class="chat-page" id="main" data-testid="chat-page">
+    <main class="chat-page" id="main" tabIndex={-1} data-testid="chat-page">
       <Header chat={chat} title={title} settings={settings} onModel={onModel} onOpenSettings={() => setSettingsOpen(true)} />
       {err ? (
         <div class="center-note" role="alert">

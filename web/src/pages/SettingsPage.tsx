@@ -282,7 +282,7 @@ export function SettingsPage() {
     void loadConnection();
   }, []);
   return (
-    <main class="settings-page" id="main" data-testid="settings-page">
+    <main class="settings-page" id="main" tabIndex={-1} data-testid="settings-page">
       <header class="chat-header">
         <button type="button" class="icon-btn drawer-toggle" aria-label="Open sidebar" aria-controls="sidebar" aria-expanded={drawerOpen.value} onClick={() => (drawerOpen.value = true)}>
           <IconMenu />

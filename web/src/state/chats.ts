@@ -5,6 +5,7 @@ import { computed, signal } from '@preact/signals';
 import { api } from '../api/client';
 import type { Chat } from '../api/types';
 import { groupByDate } from '../lib/dates';
+import { clearDraft } from './drafts';
 
 const PAGE = 50;
 
@@ -85,6 +86,7 @@ export async function renameChat(id: string, title: string): Promise<void> {
 export async function deleteChat(id: string): Promise<void> {
   await api.deleteChat(id);
   removeChat(id);
+  clearDraft(id);
 }
 
 export function resetChats(): void {

@@ -1,0 +1,1473 @@
+/* gateway.c - the /v1 relay; see gateway.h. A request moves through
+ * AUTH (principal from cache, or loaded by a worker) -> ADMIT (allow-list,
+ * budget, rate limits) -> UPSTREAM (key chosen; headers, then every chunk
+ * forwarded as it arrives) -> DONE (usage recorded). A pool key answering
+ * 401 or 429 before anything was sent to the client is marked and the
+ * request moves to the next key. */
+#include "gateway.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "../api/api.h"
+#include "../http/http.h"
+#include "../lib/buf.h"
+#include "../lib/caps.h"
+#include "../lib/crypto.h"
+#include "../lib/log.h"
+#include "../lib/pool.h"
+#include "../lib/strmap.h"
+#include "../llm/curlev.h"
+#include "../llm/openai_stream.h"
+#include "../llm/sse_parse.h"
+#include "bucket.h"
+
+#define NEG_CACHE_MS 5000
+#define COOLDOWN_DEFAULT_S 10
+#define MAX_KEY_ATTEMPTS 8
+
+/* ---- in-memory state ------------------------------------------------------------ */
+
+struct principal {             /* one API token, as loaded from the store */
+    char token_hash[65];
+    bool valid;                /* false = unknown/revoked/expired (negative cache) */
+    char token_id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    json_t *models;            /* allow-list or NULL */
+    int64_t expires_at;        /* ms, 0 = never */
+    struct provider_conn own;  /* the user's own connection (secret), if any */
+    bool has_own;
+    int64_t loaded_ms;
+};
+
+struct user_state {            /* per user: limits, buckets, this month's spend */
+    struct bucket req, tok;
+    int64_t rpm, tpm;          /* effective limits (per minute), <= 0 unlimited */
+    int64_t budget_tokens, budget_cost; /* -1 unlimited */
+    int64_t month_start;       /* ms of the first instant of the month the totals are for */
+    int64_t month_tokens, month_cost;
+};
+
+struct token_state {           /* per API token: its own limits */
+    struct bucket req, tok;
+};
+
+struct pool_key {
+    char id[STORE_ID_LEN + 1];
+    char *name;
+    char *base_url;
+    char *key;                 /* secret */
+    char last4[5];
+    int weight;
+    bool enabled;
+    char *disabled_reason;
+    int64_t cool_until_us;
+    struct bucket req, tok;
+    uint64_t requests, errors, tokens;
+    char *last_error;
+};
+
+struct gateway {
+    struct app *app;
+    struct strmap *principals; /* token hash -> principal */
+    struct strmap *users;      /* user id -> user_state */
+    struct strmap *tokens;     /* token id -> token_state */
+    struct pool_key *keys;
+    size_t nkeys;
+    struct store_price *prices;
+    size_t nprices;
+    volatile int pool_enabled; /* read by workers */
+    struct gw_req *active;     /* requests in flight */
+    unsigned rng;
+};
+
+static int64_t month_start_ms(int64_t now)
+{
+    time_t t = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static void principal_free(void *p)
+{
+    struct principal *pr = p;
+    if (!pr)
+        return;
+    json_decref(pr->models);
+    provider_conn_clear(&pr->own);
+    free(pr);
+}
+
+static void pool_key_clear(struct pool_key *k)
+{
+    free(k->name);
+    free(k->base_url);
+    if (k->key) {
+        secure_wipe(k->key, strlen(k->key));
+        free(k->key);
+    }
+    free(k->disabled_reason);
+    free(k->last_error);
+}
+
+static struct user_state *user_state(struct gateway *gw, const char *user_id)
+{
+    struct user_state *u = strmap_get(gw->users, user_id);
+    if (!u) {
+        u = xcalloc(1, sizeof *u);
+        int64_t now = mono_us();
+        u->rpm = gw->app->cfg.gateway_rpm;
+        u->tpm = gw->app->cfg.gateway_tpm;
+        bucket_init(&u->req, (double)u->rpm, now);
+        bucket_init(&u->tok, (double)u->tpm, now);
+        u->budget_tokens = u->budget_cost = -1;
+        strmap_put(gw->users, user_id, u);
+    }
+    return u;
+}
+
+static struct token_state *token_state(struct gateway *gw, const char *token_id, int64_t rpm,
+                                       int64_t tpm)
+{
+    struct token_state *t = strmap_get(gw->tokens, token_id);
+    int64_t now = mono_us();
+    if (!t) {
+        t = xcalloc(1, sizeof *t);
+        bucket_init(&t->req, (double)rpm, now);
+        bucket_init(&t->tok, (double)tpm, now);
+        strmap_put(gw->tokens, token_id, t);
+    } else {
+        bucket_set_rate(&t->req, (double)rpm, now);
+        bucket_set_rate(&t->tok, (double)tpm, now);
+    }
+    return t;
+}
+
+/* ---- the request ---------------------------------------------------------------- */
+
+struct fwd_header {
+    char *name, *value;
+};
+
+struct gw_req {
+    struct gw_req *next, *prev;  /* active list (for shutdown) */
+    struct app *app;
+    struct gateway *gw;
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+    char req_id[17];
+    int64_t start_us;
+    enum evhttp_cmd_type method;
+    char *path;                /* after /v1, e.g. "/chat/completions" */
+    char *query;               /* raw query or NULL */
+    char *body;
+    size_t body_len;
+    char *content_type;
+    char *accept;
+    char *openai_beta;
+    char token_hash[65];
+    struct principal *p;       /* borrowed from the cache (valid while on the loop) */
+    char token_id[STORE_ID_LEN + 1];
+    char user_id[STORE_ID_LEN + 1];
+    int64_t token_rpm, token_tpm;
+    char *model;
+    bool stream;
+    bool filter_models;        /* /models with an allow-list: buffer and filter */
+    json_t *allow;             /* allow-list (new ref) */
+
+    /* upstream */
+    struct provider_conn pc;
+    char key_id[STORE_ID_LEN + 1];
+    char key_source[8];
+    char tried[MAX_KEY_ATTEMPTS][STORE_ID_LEN + 1];
+    int ntried;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    long status;
+    long retry_after_s;
+    struct fwd_header *fh;
+    size_t nfh, capfh;
+    bool headers_done;
+    bool holding;              /* keep the body (failover or filtering), do not forward */
+    bool started;              /* reply headers sent */
+    bool client_gone;
+    bool finished;
+    struct buf held;
+    struct buf copy;           /* non-stream body copy for usage */
+    struct evbuffer *out;
+    struct sse_parser *sse;
+    struct oai_stream *oai;
+    int64_t ttfb_us;
+};
+
+static void gr_free(struct gw_req *g)
+{
+    if (g->prev)
+        g->prev->next = g->next;
+    else if (g->gw->active == g)
+        g->gw->active = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    free(g->path);
+    free(g->query);
+    free(g->body);
+    free(g->content_type);
+    free(g->accept);
+    free(g->openai_beta);
+    free(g->model);
+    json_decref(g->allow);
+    provider_conn_clear(&g->pc);
+    if (g->easy) {
+        curlev_remove(g->app->curl, g->easy);
+        curl_easy_cleanup(g->easy);
+    }
+    curl_slist_free_all(g->hdrs);
+    for (size_t i = 0; i < g->nfh; i++) {
+        free(g->fh[i].name);
+        free(g->fh[i].value);
+    }
+    free(g->fh);
+    buf_cleanup(&g->held);
+    buf_cleanup(&g->copy);
+    if (g->out)
+        evbuffer_free(g->out);
+    sse_parser_free(g->sse);
+    oai_stream_free(g->oai);
+    free(g);
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return status < 400 ? "OK" : "Error";
+    }
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg);
+
+static void detach_close(struct gw_req *g)
+{
+    if (g->evcon) {
+        evhttp_connection_set_closecb(g->evcon, NULL, NULL);
+        g->evcon = NULL;
+    }
+}
+
+/* Ratelimit headers describing the tightest applicable limits. */
+static void add_ratelimit_headers(struct gw_req *g, struct evkeyvalq *h)
+{
+    if (!g->user_id[0])
+        return;
+    struct user_state *u = user_state(g->gw, g->user_id);
+    struct token_state *t = g->token_id[0] ? strmap_get(g->gw->tokens, g->token_id) : NULL;
+    int64_t now = mono_us();
+    struct bucket *rq = &u->req, *tk = &u->tok;
+    if (t && t->req.per_min > 0 && (rq->per_min <= 0 || t->req.per_min < rq->per_min))
+        rq = &t->req;
+    if (t && t->tok.per_min > 0 && (tk->per_min <= 0 || t->tok.per_min < tk->per_min))
+        tk = &t->tok;
+    char v[64];
+    if (rq->per_min > 0) {
+        snprintf(v, sizeof v, "%.0f", rq->per_min);
+        evhttp_add_header(h, "x-ratelimit-limit-requests", v);
+        double lv = bucket_level(rq, now);
+        snprintf(v, sizeof v, "%.0f", lv < 0 ? 0 : floor(lv));
+        evhttp_add_header(h, "x-ratelimit-remaining-requests", v);
+        snprintf(v, sizeof v, "%.3fs", bucket_reset_s(rq, now));
+        evhttp_add_header(h, "x-ratelimit-reset-requests", v);
+    }
+    if (tk->per_min > 0) {
+        snprintf(v, sizeof v, "%.0f", tk->per_min);
+        evhttp_add_header(h, "x-ratelimit-limit-tokens", v);
+        double lv = bucket_level(tk, now);
+        snprintf(v, sizeof v, "%.0f", lv < 0 ? 0 : floor(lv));
+        evhttp_add_header(h, "x-ratelimit-remaining-tokens", v);
+        snprintf(v, sizeof v, "%.3fs", bucket_reset_s(tk, now));
+        evhttp_add_header(h, "x-ratelimit-reset-tokens", v);
+    }
+}
+
+/* Reply with an OpenAI-shaped error (also our one error shape: code + message). */
+static void reply_error(struct gw_req *g, int status, const char *type, const char *code,
+                        long retry_after, bool no_retry, const char *fmt, ...)
+    COAI_PRINTF(7, 8);
+
+static void record_and_free(struct gw_req *g, int status);
+
+static void reply_error(struct gw_req *g, int status, const char *type, const char *code,
+                        long retry_after, bool no_retry, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!g->client_gone && g->req) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(g->req);
+        http_add_common_headers(g->req, g->req_id);
+        evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
+        add_ratelimit_headers(g, h);
+        if (retry_after >= 0) {
+            char v[32];
+            snprintf(v, sizeof v, "%ld", retry_after);
+            evhttp_add_header(h, "Retry-After", v);
+        }
+        if (no_retry)
+            evhttp_add_header(h, "x-should-retry", "false");
+        json_t *body = json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type", type,
+                                 "param", "code", code);
+        char *s = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, s, strlen(s));
+        free(s);
+        detach_close(g);
+        evhttp_send_reply(g->req, status, reason(status), b);
+        evbuffer_free(b);
+        g->req = NULL;
+    } else if (g->req) {
+        detach_close(g);
+        evhttp_send_reply(g->req, status, reason(status), NULL); /* frees the detached request */
+        g->req = NULL;
+    }
+    g->started = true;
+    g->finished = true;
+    record_and_free(g, status);
+}
+
+/* ---- usage ------------------------------------------------------------------------ */
+
+int64_t gateway_cost(struct app *app, const char *model, int64_t prompt, int64_t cached,
+                     int64_t completion)
+{
+    struct gateway *gw = app->gw;
+    if (!gw || !model)
+        return 0;
+    const struct store_price *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < gw->nprices; i++) {
+        size_t l = strlen(gw->prices[i].model);
+        if (strncmp(model, gw->prices[i].model, l) == 0 && l > best_len &&
+            (model[l] == '\0' || model[l] == '-' || model[l] == ':' || model[l] == '@')) {
+            best = &gw->prices[i];
+            best_len = l;
+        }
+    }
+    if (!best)
+        return 0;
+    if (prompt < 0)
+        prompt = 0;
+    if (cached < 0 || cached > prompt)
+        cached = 0;
+    if (completion < 0)
+        completion = 0;
+    /* micro-dollars per 1M tokens * tokens / 1M, rounded up to a micro-dollar */
+    __int128 c = (__int128)(prompt - cached) * best->input_micros +
+                 (__int128)cached * best->cached_input_micros +
+                 (__int128)completion * best->output_micros;
+    return (int64_t)((c + 999999) / 1000000);
+}
+
+struct usage_job {
+    struct store_usage u;
+};
+
+static void usage_work(void *arg, void *ctx)
+{
+    struct usage_job *j = arg;
+    if (store_usage_insert(ctx, &j->u) != APP_OK)
+        log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
+}
+
+static void usage_done(void *arg)
+{
+    struct usage_job *j = arg;
+    free(j->u.model);
+    free(j);
+}
+
+void gateway_record(struct app *app, const struct store_usage *u)
+{
+    struct gateway *gw = app->gw;
+    struct usage_job *j = xcalloc(1, sizeof *j);
+    j->u = *u;
+    j->u.model = xstrdup(u->model);
+    if (!j->u.created_at)
+        j->u.created_at = now_ms();
+    int64_t total = (u->prompt_tokens > 0 ? u->prompt_tokens : 0) +
+                    (u->completion_tokens > 0 ? u->completion_tokens : 0);
+    int64_t now = mono_us();
+    if (u->user_id[0]) {
+        struct user_state *us = user_state(gw, u->user_id);
+        int64_t ms = month_start_ms(j->u.created_at);
+        if (us->month_start != ms) {
+            us->month_start = ms;
+            us->month_tokens = us->month_cost = 0;
+        }
+        us->month_tokens += total;
+        us->month_cost += u->cost_micros;
+        bucket_charge(&us->tok, (double)total, now);
+    }
+    if (u->token_id[0]) {
+        struct token_state *t = strmap_get(gw->tokens, u->token_id);
+        if (t)
+            bucket_charge(&t->tok, (double)total, now);
+    }
+    if (u->key_id[0])
+        gateway_pool_report(app, u->key_id, u->status, -1, total);
+    pool_submit(app->pool, usage_work, usage_done, j);
+}
+
+static int64_t estimate_tokens(size_t bytes)
+{
+    return (int64_t)((bytes + 3) / 4);
+}
+
+static void record_and_free(struct gw_req *g, int status)
+{
+    if (g->user_id[0] && g->path && (g->method == EVHTTP_REQ_POST)) {
+        struct store_usage u;
+        memset(&u, 0, sizeof u);
+        memcpy(u.user_id, g->user_id, sizeof u.user_id);
+        memcpy(u.token_id, g->token_id, sizeof u.token_id);
+        memcpy(u.key_id, g->key_id, sizeof u.key_id);
+        snprintf(u.key_source, sizeof u.key_source, "%s", g->key_source[0] ? g->key_source : "none");
+        snprintf(u.endpoint, sizeof u.endpoint, "%s", g->path + 1);
+        u.prompt_tokens = u.completion_tokens = u.cached_tokens = 0;
+        const char *model = g->model;
+        bool have_usage = false;
+        if (g->oai) {
+            int64_t pt, ct;
+            oai_stream_usage(g->oai, &pt, &ct);
+            if (pt >= 0 || ct >= 0) {
+                u.prompt_tokens = pt > 0 ? pt : 0;
+                u.completion_tokens = ct > 0 ? ct : 0;
+                have_usage = true;
+            }
+            if (oai_stream_model(g->oai))
+                model = oai_stream_model(g->oai);
+        }
+        json_t *root = NULL;
+        if (!have_usage && g->copy.len) {
+            root = json_loadb(g->copy.p, g->copy.len, 0, NULL);
+            json_t *usage = json_object_get(root, "usage");
+            if (json_is_object(usage)) {
+                json_t *pt = json_object_get(usage, "prompt_tokens");
+                json_t *ct = json_object_get(usage, "completion_tokens");
+                if (!pt)
+                    pt = json_object_get(usage, "input_tokens");
+                if (!ct)
+                    ct = json_object_get(usage, "output_tokens");
+                u.prompt_tokens = json_integer_value(pt);
+                u.completion_tokens = json_integer_value(ct);
+                u.cached_tokens = json_integer_value(json_object_get(
+                    json_object_get(usage, "prompt_tokens_details"), "cached_tokens"));
+                have_usage = true;
+            }
+            const char *m = json_string_value(json_object_get(root, "model"));
+            if (m)
+                model = m;
+        }
+        if (!have_usage && status < 400) {
+            /* The provider sent no usage: count (about four bytes a token). */
+            u.tokens_estimated = true;
+            u.prompt_tokens = estimate_tokens(g->body_len);
+            size_t out_len = 0;
+            if (g->oai)
+                oai_stream_content(g->oai, &out_len);
+            else
+                out_len = g->copy.len;
+            u.completion_tokens = estimate_tokens(out_len);
+        }
+        u.model = (char *)(model ? model : "");
+        u.cost_micros = gateway_cost(g->app, u.model, u.prompt_tokens, u.cached_tokens,
+                                     u.completion_tokens);
+        u.latency_ms = (mono_us() - g->start_us) / 1000;
+        u.status = status;
+        gateway_record(g->app, &u);
+        json_decref(root);
+    }
+    if (log_enabled(LOG_INFO)) {
+        char st[16], dur[32], ttfb[32];
+        snprintf(st, sizeof st, "=%d", status);
+        snprintf(dur, sizeof dur, "=%lld", (long long)(mono_us() - g->start_us));
+        snprintf(ttfb, sizeof ttfb, "=%lld", (long long)g->ttfb_us);
+        log_kv(LOG_INFO, "gateway", "request_id", g->req_id, "path", g->path ? g->path : "-",
+               "status", st, "duration_us", dur, "ttfb_us", ttfb, "user_id",
+               g->user_id[0] ? g->user_id : NULL, "key", g->key_source[0] ? g->key_source : NULL,
+               "client_gone", g->client_gone ? "=true" : "=false", NULL);
+    }
+    gr_free(g);
+}
+
+/* ---- upstream relay ----------------------------------------------------------------- */
+
+static void start_upstream(struct gw_req *g);
+
+static bool hop_by_hop(const char *name)
+{
+    static const char *const skip[] = {"connection", "keep-alive", "transfer-encoding",
+                                       "content-length", "te", "trailer", "upgrade",
+                                       "proxy-authenticate", "set-cookie", "date", "server",
+                                       "alt-svc", "strict-transport-security", "x-request-id"};
+    for (size_t i = 0; i < COAI_ARRAY_LEN(skip); i++)
+        if (strcasecmp(name, skip[i]) == 0)
+            return true;
+    return strncasecmp(name, "x-ratelimit-", 12) == 0 || strncasecmp(name, "cf-", 3) == 0;
+}
+
+static void start_reply(struct gw_req *g)
+{
+    g->started = true;
+    g->ttfb_us = mono_us() - g->start_us;
+    if (g->client_gone || !g->req)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(g->req);
+    http_add_common_headers(g->req, g->req_id);
+    for (size_t i = 0; i < g->nfh; i++)
+        evhttp_add_header(h, g->fh[i].name, g->fh[i].value);
+    add_ratelimit_headers(g, h);
+    evhttp_send_reply_start(g->req, (int)g->status, reason((int)g->status));
+}
+
+static int on_usage_event(void *arg, const char *event, const char *data, size_t len,
+                          const char *id)
+{
+    struct gw_req *g = arg;
+    struct oai_update u;
+    (void)oai_stream_feed(g->oai, data, len, &u);
+    return 0;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct gw_req *g = arg;
+    size_t len = sz * n;
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+        /* a new response (after 1xx or a redirect): drop what we kept */
+        for (size_t i = 0; i < g->nfh; i++) {
+            free(g->fh[i].name);
+            free(g->fh[i].value);
+        }
+        g->nfh = 0;
+        g->retry_after_s = -1;
+        return len;
+    }
+    if (len <= 2) { /* end of headers */
+        curl_easy_getinfo(g->easy, CURLINFO_RESPONSE_CODE, &g->status);
+        if (g->status < 200)
+            return len;
+        g->headers_done = true;
+        bool pool = strcmp(g->key_source, "pool") == 0;
+        if ((pool && (g->status == 401 || g->status == 429) && g->ntried < MAX_KEY_ATTEMPTS) ||
+            (g->filter_models && g->status == 200))
+            g->holding = true;
+        else
+            start_reply(g);
+        if (g->status == 200 && g->stream && !g->holding) {
+            g->oai = oai_stream_new();
+            g->sse = sse_parser_new(LIMIT_UPSTREAM_SSE_LINE, on_usage_event, g);
+        }
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon || g->nfh >= 64)
+        return len;
+    size_t nl = (size_t)(colon - p);
+    const char *v = colon + 1;
+    size_t vl = len - nl - 1;
+    while (vl && (*v == ' ' || *v == '\t')) {
+        v++;
+        vl--;
+    }
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    char *name = xstrndup(p, nl);
+    if (strcasecmp(name, "retry-after") == 0) {
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)(vl < 31 ? vl : 31), v);
+        g->retry_after_s = strtol(tmp, NULL, 10);
+    }
+    if (hop_by_hop(name)) {
+        free(name);
+        return len;
+    }
+    if (g->nfh == g->capfh) {
+        g->capfh = g->capfh ? g->capfh * 2 : 16;
+        g->fh = xrealloc(g->fh, g->capfh * sizeof *g->fh);
+    }
+    g->fh[g->nfh].name = name;
+    g->fh[g->nfh].value = xstrndup(v, vl);
+    g->nfh++;
+    return len;
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    struct gw_req *g = arg;
+    size_t len = sz * n;
+    if (!g->headers_done) {
+        curl_easy_getinfo(g->easy, CURLINFO_RESPONSE_CODE, &g->status);
+        g->headers_done = true;
+        start_reply(g);
+    }
+    if (g->holding) {
+        if (buf_append(&g->held, p, len) != 0)
+            return 0; /* over the cap: abort */
+        return len;
+    }
+    if (!g->client_gone && g->req) {
+        evbuffer_add(g->out, p, len);
+        evhttp_send_reply_chunk(g->req, g->out);
+    }
+    if (g->sse)
+        (void)sse_parser_feed(g->sse, p, len);
+    else if (!g->stream)
+        (void)buf_append(&g->copy, p, len); /* past the cap we estimate */
+    return len;
+}
+
+static void mark_key(struct gw_req *g, long status)
+{
+    gateway_pool_report(g->app, g->key_id, status, g->retry_after_s, 0);
+}
+
+static void send_held(struct gw_req *g)
+{
+    /* Forward a response we held back (all keys failed, or a filtered list). */
+    struct evkeyvalq *h = g->req ? evhttp_request_get_output_headers(g->req) : NULL;
+    int status = (int)g->status;
+    if (g->req && !g->client_gone) {
+        http_add_common_headers(g->req, g->req_id);
+        for (size_t i = 0; i < g->nfh; i++)
+            evhttp_add_header(h, g->fh[i].name, g->fh[i].value);
+        add_ratelimit_headers(g, h);
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, buf_str(&g->held), g->held.len);
+        detach_close(g);
+        evhttp_send_reply(g->req, status, reason(status), b);
+        evbuffer_free(b);
+    } else if (g->req) {
+        detach_close(g);
+        evhttp_send_reply(g->req, status, reason(status), NULL);
+    }
+    g->req = NULL;
+    g->finished = true;
+    record_and_free(g, status);
+}
+
+static void filter_models(struct gw_req *g)
+{
+    json_t *root = json_loadb(g->held.p, g->held.len, 0, NULL);
+    json_t *data = json_object_get(root, "data");
+    if (json_is_array(data)) {
+        json_t *keep = json_array();
+        size_t i, j;
+        json_t *m, *a;
+        json_array_foreach(data, i, m)
+        {
+            const char *id = json_string_value(json_object_get(m, "id"));
+            json_array_foreach(g->allow, j, a) if (id && strcmp(id, json_string_value(a)) == 0)
+            {
+                json_array_append(keep, m);
+                break;
+            }
+        }
+        json_object_set_new(root, "data", keep);
+        char *s = json_dumps(root, JSON_COMPACT);
+        buf_reset(&g->held);
+        (void)buf_append_str(&g->held, s);
+        free(s);
+    }
+    json_decref(root);
+}
+
+static void on_upstream_done(CURL *easy, CURLcode rc, void *arg)
+{
+    struct gw_req *g = arg;
+    if (!g->headers_done)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &g->status);
+    curl_easy_cleanup(g->easy);
+    g->easy = NULL;
+    curl_slist_free_all(g->hdrs);
+    g->hdrs = NULL;
+    bool pool = strcmp(g->key_source, "pool") == 0;
+
+    if (g->holding && g->status == 200 && g->filter_models && rc == CURLE_OK) {
+        filter_models(g);
+        send_held(g);
+        return;
+    }
+    if (g->holding) {
+        /* 401/429 from a pool key, nothing sent yet: mark it, try the next. */
+        mark_key(g, g->status);
+        if (rc == CURLE_OK && gateway_pool_available(g->app)) {
+            g->holding = false;
+            g->headers_done = false;
+            buf_reset(&g->held);
+            start_upstream(g);
+            return;
+        }
+        send_held(g);
+        return;
+    }
+    if (!g->started) {
+        /* transport failure before any byte: another pool key may work */
+        if (pool) {
+            g->retry_after_s = -1;
+            mark_key(g, 503);
+            start_upstream(g);
+            return;
+        }
+        reply_error(g, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "server_error",
+                    "provider_unreachable", -1, false, "could not reach the provider: %s",
+                    curl_easy_strerror(rc));
+        return;
+    }
+    if (g->req && !g->client_gone) {
+        detach_close(g);
+        evhttp_send_reply_end(g->req); /* a stream that broke mid-way ends here too */
+    }
+    g->req = NULL;
+    g->finished = true;
+    record_and_free(g, rc == CURLE_OK ? (int)g->status : 502);
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_req *g = arg;
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    g->evcon = NULL;
+    g->client_gone = true;
+    if (g->easy) {
+        /* stop spending: cancel the provider request */
+        curlev_remove(g->app->curl, g->easy);
+        curl_easy_cleanup(g->easy);
+        g->easy = NULL;
+        struct evhttp_request *req = g->req;
+        g->req = NULL;
+        if (req) {
+            if (g->started)
+                evhttp_send_reply_end(req);
+            else
+                evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+        }
+        g->finished = true;
+        record_and_free(g, 499);
+    }
+    /* else: a worker job is in flight; it finishes and replies (to a
+     * detached request, which libevent then frees). */
+}
+
+/* Choose the key for this attempt: the user's own, else the pool, else the
+ * server default. false when there is none left. */
+static bool choose_key(struct gw_req *g)
+{
+    provider_conn_clear(&g->pc);
+    g->key_id[0] = '\0';
+    if (g->p && g->p->has_own && g->ntried == 0) {
+        g->pc.base_url = xstrdup(g->p->own.base_url);
+        g->pc.api_key = xstrdup(g->p->own.api_key);
+        snprintf(g->key_source, sizeof g->key_source, "user");
+        g->ntried++;
+        return true;
+    }
+    if (g->p && g->p->has_own)
+        return false; /* the user's own key is the only one for them */
+    struct gateway *gw = g->gw;
+    int64_t now = mono_us();
+    int total = 0;
+    for (size_t i = 0; i < gw->nkeys; i++) {
+        struct pool_key *k = &gw->keys[i];
+        bool tried = false;
+        for (int j = 0; j < g->ntried; j++)
+            tried |= strcmp(g->tried[j], k->id) == 0;
+        if (!k->enabled || tried || k->cool_until_us > now)
+            continue;
+        if (k->req.per_min > 0 && bucket_level(&k->req, now) < 1)
+            continue;
+        if (k->tok.per_min > 0 && bucket_level(&k->tok, now) <= 0)
+            continue;
+        total += k->weight;
+    }
+    if (total > 0) {
+        gw->rng = gw->rng * 1103515245u + 12345u;
+        int pick = (int)((gw->rng >> 8) % (unsigned)total);
+        for (size_t i = 0; i < gw->nkeys; i++) {
+            struct pool_key *k = &gw->keys[i];
+            bool tried = false;
+            for (int j = 0; j < g->ntried; j++)
+                tried |= strcmp(g->tried[j], k->id) == 0;
+            if (!k->enabled || tried || k->cool_until_us > now)
+                continue;
+            if (k->req.per_min > 0 && bucket_level(&k->req, now) < 1)
+                continue;
+            if (k->tok.per_min > 0 && bucket_level(&k->tok, now) <= 0)
+                continue;
+            if (pick < k->weight) {
+                (void)bucket_take(&k->req, 1, now, NULL);
+                k->requests++;
+                g->pc.base_url = xstrdup(k->base_url);
+                g->pc.api_key = xstrdup(k->key);
+                memcpy(g->key_id, k->id, sizeof g->key_id);
+                snprintf(g->key_source, sizeof g->key_source, "pool");
+                if (g->ntried < MAX_KEY_ATTEMPTS)
+                    memcpy(g->tried[g->ntried++], k->id, STORE_ID_LEN + 1);
+                return true;
+            }
+            pick -= k->weight;
+        }
+    }
+    bool pool_had_keys = g->ntried > 0;
+    if (!pool_had_keys && g->app->cfg.provider_api_key && strcmp(g->key_source, "server") != 0) {
+        g->pc.base_url = xstrdup(g->app->cfg.provider_base_url);
+        g->pc.api_key = xstrdup(g->app->cfg.provider_api_key);
+        snprintf(g->key_source, sizeof g->key_source, "server");
+        return true;
+    }
+    return false;
+}
+
+static void start_upstream(struct gw_req *g)
+{
+    if (g->client_gone) {
+        g->finished = true;
+        if (g->req) {
+            evhttp_send_reply(g->req, 499, "Client Closed Request", NULL);
+            g->req = NULL;
+        }
+        record_and_free(g, 499);
+        return;
+    }
+    if (!choose_key(g)) {
+        if (g->ntried > 0 && strcmp(g->key_source, "pool") == 0)
+            return reply_error(g, 503, "server_error", "no_provider_key", 5, false,
+                               "every provider key is unavailable right now (invalid or "
+                               "rate limited); try again later");
+        return reply_error(g, 503, "server_error", "no_provider_key", -1, true,
+                           "no provider key is configured for this account");
+    }
+    char *path = g->query ? xasprintf("%s?%s", g->path, g->query) : xstrdup(g->path);
+    g->easy = provider_easy_new(g->app, &g->pc, path, NULL, g->stream, &g->hdrs);
+    free(path);
+    if (!g->easy)
+        return reply_error(g, 500, "server_error", "internal_error", -1, false,
+                           "cannot create the provider request");
+    /* provider_easy_new sets JSON defaults; the relay sends the client's own */
+    curl_slist_free_all(g->hdrs);
+    g->hdrs = NULL;
+    char *auth = xasprintf("Authorization: Bearer %s", g->pc.api_key);
+    g->hdrs = curl_slist_append(g->hdrs, auth);
+    secure_wipe(auth, strlen(auth));
+    free(auth);
+    if (g->content_type) {
+        char *ct = xasprintf("Content-Type: %s", g->content_type);
+        g->hdrs = curl_slist_append(g->hdrs, ct);
+        free(ct);
+    }
+    char *acc = xasprintf("Accept: %s", g->accept ? g->accept : "*/*");
+    g->hdrs = curl_slist_append(g->hdrs, acc);
+    free(acc);
+    if (g->openai_beta) {
+        char *b = xasprintf("OpenAI-Beta: %s", g->openai_beta);
+        g->hdrs = curl_slist_append(g->hdrs, b);
+        free(b);
+    }
+    g->hdrs = curl_slist_append(g->hdrs, "Expect:");
+    curl_easy_setopt(g->easy, CURLOPT_HTTPHEADER, g->hdrs);
+    curl_easy_setopt(g->easy, CURLOPT_ACCEPT_ENCODING, NULL);
+    if (g->method == EVHTTP_REQ_POST) {
+        curl_easy_setopt(g->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(g->easy, CURLOPT_POSTFIELDS, g->body ? g->body : "");
+        curl_easy_setopt(g->easy, CURLOPT_POSTFIELDSIZE, (long)g->body_len);
+    } else if (g->method == EVHTTP_REQ_DELETE) {
+        curl_easy_setopt(g->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+    } else {
+        curl_easy_setopt(g->easy, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(g->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(g->easy, CURLOPT_HEADERDATA, g);
+    curl_easy_setopt(g->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(g->easy, CURLOPT_WRITEDATA, g);
+    g->status = 0;
+    g->nfh = 0;
+    g->retry_after_s = -1;
+    if (curlev_add(g->app->curl, g->easy, on_upstream_done, g) != 0) {
+        curl_easy_cleanup(g->easy);
+        g->easy = NULL;
+        reply_error(g, 500, "server_error", "internal_error", -1, false,
+                    "cannot start the provider request");
+    }
+}
+
+/* ---- admission ---------------------------------------------------------------------- */
+
+static void admit(struct gw_req *g)
+{
+    struct principal *p = g->p;
+    if (g->app->shutting_down)
+        return reply_error(g, 503, "server_error", "shutting_down", 1, false,
+                           "the server is shutting down");
+    if (!p || !p->valid || (p->expires_at && p->expires_at <= now_ms()))
+        return reply_error(g, 401, "invalid_request_error", "invalid_api_key", -1, false,
+                           "Incorrect API key provided. Create a token in ChatOpenAII's "
+                           "settings and send it as Authorization: Bearer <token>.");
+    memcpy(g->token_id, p->token_id, sizeof g->token_id);
+    memcpy(g->user_id, p->user_id, sizeof g->user_id);
+
+    /* Read model and stream from JSON bodies (the body itself is relayed untouched). */
+    if (g->method == EVHTTP_REQ_POST && g->body_len &&
+        (!g->content_type || strncasecmp(g->content_type, "application/json", 16) == 0)) {
+        json_error_t jerr;
+        json_t *root = json_loadb(g->body, g->body_len, 0, &jerr);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return reply_error(g, 400, "invalid_request_error", "invalid_json", -1, false,
+                               "We could not parse the JSON body of your request: %s",
+                               jerr.text);
+        }
+        const char *m = json_string_value(json_object_get(root, "model"));
+        g->model = xstrdup(m);
+        g->stream = json_is_true(json_object_get(root, "stream"));
+        json_decref(root);
+    }
+    if (g->model && p->models) {
+        bool ok = false;
+        size_t i;
+        json_t *a;
+        json_array_foreach(p->models, i, a) ok |= strcmp(json_string_value(a), g->model) == 0;
+        if (!ok)
+            return reply_error(g, 403, "invalid_request_error", "model_not_allowed", -1, true,
+                               "this token may not use the model %.200s", g->model);
+    }
+    if (p->models && g->method == EVHTTP_REQ_GET && strcmp(g->path, "/models") == 0) {
+        g->filter_models = true;
+        g->allow = json_incref(p->models);
+    }
+
+    struct user_state *u = user_state(g->gw, g->user_id);
+    int64_t ms = month_start_ms(now_ms());
+    if (u->month_start != ms) { /* a new month began since the totals were loaded */
+        u->month_start = ms;
+        u->month_tokens = u->month_cost = 0;
+    }
+    if (u->budget_tokens >= 0 && u->month_tokens >= u->budget_tokens)
+        return reply_error(g, 429, "insufficient_quota", "budget_exceeded", -1, true,
+                           "the monthly token budget of this account (%lld tokens) is spent",
+                           (long long)u->budget_tokens);
+    if (u->budget_cost >= 0 && u->month_cost >= u->budget_cost)
+        return reply_error(g, 429, "insufficient_quota", "budget_exceeded", -1, true,
+                           "the monthly spending budget of this account ($%.2f) is spent",
+                           (double)u->budget_cost / 1e6);
+
+    int64_t now = mono_us();
+    struct token_state *t = token_state(g->gw, g->token_id, g->token_rpm, g->token_tpm);
+    double wait = 0;
+    if (!bucket_take(&u->req, 1, now, &wait))
+        return reply_error(g, 429, "requests", "rate_limit_exceeded", (long)ceil(wait), false,
+                           "Rate limit reached for requests (per user: %lld per minute). "
+                           "Try again in %.1fs.",
+                           (long long)u->rpm, wait);
+    if (!bucket_take(&t->req, 1, now, &wait)) {
+        bucket_charge(&u->req, -1, now); /* give the user's back */
+        return reply_error(g, 429, "requests", "rate_limit_exceeded", (long)ceil(wait), false,
+                           "Rate limit reached for requests (per token: %lld per minute). "
+                           "Try again in %.1fs.",
+                           (long long)g->token_rpm, wait);
+    }
+    if (!bucket_take(&u->tok, 0, now, &wait) || !bucket_take(&t->tok, 0, now, &wait)) {
+        bucket_charge(&u->req, -1, now);
+        bucket_charge(&t->req, -1, now);
+        return reply_error(g, 429, "tokens", "rate_limit_exceeded", (long)ceil(wait), false,
+                           "Rate limit reached for tokens per minute. Try again in %.1fs.", wait);
+    }
+    start_upstream(g);
+}
+
+/* ---- principal loading (worker) ----------------------------------------------------- */
+
+struct load_job {
+    struct gw_req *g;
+    struct principal *p;       /* result */
+    struct store_user_limits lim;
+    bool has_lim;
+    int64_t month_start, month_tokens, month_cost;
+    int64_t token_rpm, token_tpm;
+    bool touch;
+};
+
+static void load_work(void *arg, void *ctx)
+{
+    struct load_job *j = arg;
+    struct store *st = ctx;
+    struct app *app = j->g->app;
+    struct principal *p = xcalloc(1, sizeof *p);
+    j->p = p;
+    memcpy(p->token_hash, j->g->token_hash, sizeof p->token_hash);
+    p->loaded_ms = now_ms();
+    struct store_token t;
+    memset(&t, 0, sizeof t);
+    if (store_token_get_by_hash(st, j->g->token_hash, p->loaded_ms, &t) != APP_OK) {
+        store_token_clear(&t);
+        return;
+    }
+    p->valid = true;
+    memcpy(p->token_id, t.id, sizeof p->token_id);
+    memcpy(p->user_id, t.user_id, sizeof p->user_id);
+    p->expires_at = t.expires_at;
+    if (t.models)
+        p->models = json_loads(t.models, 0, NULL);
+    if (p->models && !json_is_array(p->models)) {
+        json_decref(p->models);
+        p->models = NULL;
+    }
+    j->token_rpm = t.rpm;
+    j->token_tpm = t.tpm;
+    if (p->loaded_ms - t.last_used_at > 60000)
+        (void)store_token_touch(st, t.id, p->loaded_ms);
+    store_token_clear(&t);
+
+    memset(&j->lim, 0, sizeof j->lim);
+    j->has_lim = store_user_limits_get(st, p->user_id, &j->lim) == APP_OK;
+    j->month_start = month_start_ms(p->loaded_ms);
+    (void)store_usage_totals(st, p->user_id, j->month_start, &j->month_tokens, &j->month_cost);
+
+    struct store_conn sc;
+    memset(&sc, 0, sizeof sc);
+    if (store_conn_get_default(st, p->user_id, &sc) == APP_OK && sc.key_ct && sc.key_ct_len &&
+        sc.key_version == app->key_version) {
+        char *key = NULL;
+        if (api_key_open(app, p->user_id, sc.id, sc.key_ct, sc.key_ct_len, &key) == 0) {
+            p->own.base_url = xstrdup(sc.base_url);
+            p->own.api_key = key;
+            p->own.from_user = true;
+            p->has_own = true;
+        }
+    }
+    store_conn_clear(&sc);
+}
+
+static void load_done(void *arg)
+{
+    struct load_job *j = arg;
+    struct gw_req *g = j->g;
+    struct gateway *gw = g->gw;
+    struct principal *old = strmap_put(gw->principals, j->p->token_hash, j->p);
+    principal_free(old);
+    g->p = j->p;
+    if (j->p->valid) {
+        struct user_state *u = user_state(gw, j->p->user_id);
+        int64_t now = mono_us();
+        int64_t rpm = j->has_lim && j->lim.rpm >= 0 ? j->lim.rpm : gw->app->cfg.gateway_rpm;
+        int64_t tpm = j->has_lim && j->lim.tpm >= 0 ? j->lim.tpm : gw->app->cfg.gateway_tpm;
+        u->rpm = rpm;
+        u->tpm = tpm;
+        bucket_set_rate(&u->req, (double)rpm, now);
+        bucket_set_rate(&u->tok, (double)tpm, now);
+        u->budget_tokens = j->has_lim ? j->lim.monthly_tokens : -1;
+        u->budget_cost = j->has_lim ? j->lim.monthly_cost_micros : -1;
+        if (u->month_start != j->month_start) {
+            u->month_start = j->month_start;
+            u->month_tokens = j->month_tokens;
+            u->month_cost = j->month_cost;
+        } else {
+            /* in-memory totals may include rows still being written */
+            if (j->month_tokens > u->month_tokens)
+                u->month_tokens = j->month_tokens;
+            if (j->month_cost > u->month_cost)
+                u->month_cost = j->month_cost;
+        }
+        g->token_rpm = j->token_rpm;
+        g->token_tpm = j->token_tpm;
+        struct token_state *ts = token_state(gw, j->p->token_id, j->token_rpm, j->token_tpm);
+        (void)ts;
+    }
+    free(j);
+    if (g->client_gone) {
+        if (g->req)
+            evhttp_send_reply(g->req, 499, "Client Closed Request", NULL);
+        g->req = NULL;
+        gr_free(g);
+        return;
+    }
+    admit(g);
+}
+
+/* ---- entry ------------------------------------------------------------------------------ */
+
+static char *header_dup(struct evkeyvalq *h, const char *name, size_t max)
+{
+    const char *v = evhttp_find_header(h, name);
+    return v ? xstrndup(v, strnlen(v, max)) : NULL;
+}
+
+void gateway_handle(struct app *app, struct evhttp_request *req, const char *path,
+                    const char *req_id, int64_t start_us)
+{
+    struct gw_req *g = xcalloc(1, sizeof *g);
+    g->app = app;
+    g->gw = app->gw;
+    g->req = req;
+    memcpy(g->req_id, req_id, sizeof g->req_id);
+    g->start_us = start_us;
+    g->method = evhttp_request_get_command(req);
+    g->path = xstrdup(path + 3); /* "/v1/x" -> "/x" */
+    g->next = app->gw->active;
+    if (g->next)
+        g->next->prev = g;
+    app->gw->active = g;
+    buf_init(&g->held, LIMIT_UPSTREAM_BODY);
+    buf_init(&g->copy, LIMIT_UPSTREAM_BODY);
+    g->out = evbuffer_new();
+    g->retry_after_s = -1;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    g->query = q ? xstrdup(q) : NULL;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    g->content_type = header_dup(in, "Content-Type", 256);
+    g->accept = header_dup(in, "Accept", 256);
+    g->openai_beta = header_dup(in, "OpenAI-Beta", 256);
+
+    if (g->method != EVHTTP_REQ_GET && g->method != EVHTTP_REQ_POST &&
+        g->method != EVHTTP_REQ_DELETE)
+        return reply_error(g, 405, "invalid_request_error", "method_not_allowed", -1, true,
+                           "method not allowed");
+    if (strstr(g->path, "/../") || strstr(g->path, "/./") || strchr(g->path, '\\'))
+        return reply_error(g, 400, "invalid_request_error", "invalid_path", -1, true,
+                           "invalid path");
+    const char *auth = evhttp_find_header(in, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !auth[7] || strlen(auth) > 256)
+        return reply_error(g, 401, "invalid_request_error", "missing_api_key", -1, true,
+                           "You didn't provide an API key. Send a ChatOpenAII token as "
+                           "Authorization: Bearer <token>.");
+    const char *token = auth + 7;
+    while (*token == ' ')
+        token++;
+    crypto_sha256_hex(token, strlen(token), g->token_hash);
+
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t blen = evbuffer_get_length(body);
+    if (blen > LIMIT_GATEWAY_BODY)
+        return reply_error(g, 413, "invalid_request_error", "payload_too_large", -1, true,
+                           "request body is too large");
+    if (blen) {
+        g->body = xmalloc(blen + 1);
+        evbuffer_remove(body, g->body, blen);
+        g->body[blen] = '\0';
+        g->body_len = blen;
+    }
+    g->evcon = evhttp_request_get_connection(req);
+    if (g->evcon)
+        evhttp_connection_set_closecb(g->evcon, on_client_close, g);
+
+    struct principal *p = strmap_get(app->gw->principals, g->token_hash);
+    int64_t age = p ? now_ms() - p->loaded_ms : 0;
+    if (p && age < (p->valid ? app->cfg.gateway_cache_ms : NEG_CACHE_MS)) {
+        g->p = p;
+        if (p->valid) {
+            struct token_state *ts = strmap_get(app->gw->tokens, p->token_id);
+            g->token_rpm = ts ? (int64_t)ts->req.per_min : -1;
+            g->token_tpm = ts ? (int64_t)ts->tok.per_min : -1;
+        }
+        return admit(g);
+    }
+    struct load_job *j = xcalloc(1, sizeof *j);
+    j->g = g;
+    pool_submit(app->pool, load_work, load_done, j);
+}
+
+/* ---- cache control and the pool ---------------------------------------------------------- */
+
+struct inval {
+    const char *token_id, *user_id;
+};
+
+static bool inval_match(const char *key, void *value, void *arg)
+{
+    struct principal *p = value;
+    struct inval *iv = arg;
+    bool hit = (!iv->token_id && !iv->user_id) ||
+               (iv->token_id && strcmp(p->token_id, iv->token_id) == 0) ||
+               (iv->user_id && strcmp(p->user_id, iv->user_id) == 0);
+    if (hit)
+        principal_free(p);
+    return hit;
+}
+
+void gateway_invalidate(struct app *app, const char *token_id, const char *user_id)
+{
+    if (!app->gw)
+        return;
+    struct inval iv = {token_id, user_id};
+    strmap_sweep(app->gw->principals, inval_match, &iv);
+}
+
+bool gateway_pool_available(struct app *app)
+{
+    return app->gw && __atomic_load_n(&app->gw->pool_enabled, __ATOMIC_RELAXED) > 0;
+}
+
+static void count_enabled(struct gateway *gw)
+{
+    int n = 0;
+    for (size_t i = 0; i < gw->nkeys; i++)
+        n += gw->keys[i].enabled;
+    __atomic_store_n(&gw->pool_enabled, n, __ATOMIC_RELAXED);
+}
+
+bool gateway_pool_pick(struct app *app, struct provider_conn *pc, char key_id[STORE_ID_LEN + 1])
+{
+    struct gw_req tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.app = app;
+    tmp.gw = app->gw;
+    bool ok = choose_key(&tmp) && strcmp(tmp.key_source, "pool") == 0;
+    if (ok) {
+        *pc = tmp.pc;
+        memset(&tmp.pc, 0, sizeof tmp.pc);
+        memcpy(key_id, tmp.key_id, STORE_ID_LEN + 1);
+    }
+    provider_conn_clear(&tmp.pc);
+    return ok;
+}
+
+struct disable_job {
+    char id[STORE_ID_LEN + 1];
+    char reason[128];
+};
+
+static void disable_work(void *arg, void *ctx)
+{
+    struct disable_job *j = arg;
+    struct store_pool_key k;
+    memset(&k, 0, sizeof k);
+    if (store_pool_key_get(ctx, j->id, &k) == APP_OK) {
+        k.enabled = false;
+        free(k.disabled_reason);
+        k.disabled_reason = xstrdup(j->reason);
+        (void)store_pool_key_update(ctx, &k);
+    }
+    store_pool_key_clear(&k);
+}
+
+void gateway_pool_report(struct app *app, const char *key_id, long status, long retry_after_s,
+                         int64_t tokens)
+{
+    struct gateway *gw = app->gw;
+    for (size_t i = 0; i < gw->nkeys; i++) {
+        struct pool_key *k = &gw->keys[i];
+        if (strcmp(k->id, key_id) != 0)
+            continue;
+        int64_t now = mono_us();
+        k->tokens += (uint64_t)(tokens > 0 ? tokens : 0);
+        bucket_charge(&k->tok, (double)(tokens > 0 ? tokens : 0), now);
+        if (status >= 400) {
+            k->errors++;
+            free(k->last_error);
+            k->last_error = xasprintf("HTTP %ld", status);
+        }
+        if (status == 401 || status == 403) {
+            /* the provider rejects this key: out of rotation until an admin acts */
+            if (k->enabled) {
+                k->enabled = false;
+                free(k->disabled_reason);
+                k->disabled_reason = xasprintf("the provider answered %ld (invalid key)", status);
+                struct disable_job *j = xcalloc(1, sizeof *j);
+                memcpy(j->id, k->id, sizeof j->id);
+                snprintf(j->reason, sizeof j->reason, "%s", k->disabled_reason);
+                pool_submit(app->pool, disable_work, free, j);
+                log_warn("pool key disabled", "key", k->id, "status", "=401", NULL);
+            }
+        } else if (status == 429 || status == 503) {
+            long s = retry_after_s >= 0 ? retry_after_s : COOLDOWN_DEFAULT_S;
+            if (s > 3600)
+                s = 3600;
+            k->cool_until_us = now + (int64_t)s * 1000000 + (s == 0 ? 200000 : 0);
+        }
+        count_enabled(gw);
+        return;
+    }
+}
+
+json_t *gateway_pool_health(struct app *app)
+{
+    struct gateway *gw = app->gw;
+    json_t *arr = json_array();
+    int64_t now = mono_us();
+    for (size_t i = 0; i < gw->nkeys; i++) {
+        struct pool_key *k = &gw->keys[i];
+        const char *state = !k->enabled ? "disabled" : k->cool_until_us > now ? "cooling" : "ok";
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:o}", "id", k->id, "state", state,
+                              "requests_since_start", (json_int_t)k->requests,
+                              "errors_since_start", (json_int_t)k->errors, "tokens_since_start",
+                              (json_int_t)k->tokens, "last_error",
+                              k->last_error ? json_string(k->last_error) : json_null());
+        if (k->cool_until_us > now)
+            json_object_set_new(o, "cooling_for_ms",
+                                json_integer((k->cool_until_us - now) / 1000));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* ---- loading keys and prices ------------------------------------------------------------- */
+
+struct reload_job {
+    struct app *app;
+    struct pool_key *keys;
+    size_t nkeys;
+    struct store_price *prices;
+    size_t nprices;
+    bool ok;
+};
+
+static void reload_work(void *arg, void *ctx)
+{
+    struct reload_job *j = arg;
+    struct store_pool_key *list = NULL;
+    size_t n = 0;
+    if (store_pool_key_list(ctx, &list, &n) == APP_OK) {
+        j->keys = xcalloc(n ? n : 1, sizeof *j->keys);
+        for (size_t i = 0; i < n; i++) {
+            struct store_pool_key *s = &list[i];
+            char *aad = xasprintf("chatopenaii/pool-key|%s", s->id);
+            char *key = NULL;
+            size_t kl = 0;
+            if (s->key_version != j->app->key_version ||
+                crypto_box_open(j->app->box_key, aad, strlen(aad), s->key_ct, s->key_ct_len,
+                                &key, &kl) != 0) {
+                log_error("pool key does not decrypt", "key", s->id, NULL);
+                free(aad);
+                continue;
+            }
+            free(aad);
+            struct pool_key *k = &j->keys[j->nkeys++];
+            memcpy(k->id, s->id, sizeof k->id);
+            k->name = xstrdup(s->name);
+            k->base_url = xstrdup(s->base_url);
+            k->key = key;
+            memcpy(k->last4, s->key_last4, sizeof k->last4);
+            k->weight = s->weight > 0 ? s->weight : 1;
+            k->enabled = s->enabled;
+            k->disabled_reason = xstrdup(s->disabled_reason);
+            int64_t now = mono_us();
+            bucket_init(&k->req, (double)s->rpm, now);
+            bucket_init(&k->tok, (double)s->tpm, now);
+        }
+        store_pool_key_list_free(list, n);
+        j->ok = true;
+    }
+    (void)store_price_list(ctx, &j->prices, &j->nprices);
+}
+
+static void reload_done(void *arg)
+{
+    struct reload_job *j = arg;
+    struct gateway *gw = j->app->gw;
+    if (j->ok) {
+        /* keep live health (cool-downs, counters) of keys that stay */
+        for (size_t i = 0; i < j->nkeys; i++)
+            for (size_t k = 0; k < gw->nkeys; k++)
+                if (strcmp(j->keys[i].id, gw->keys[k].id) == 0) {
+                    j->keys[i].cool_until_us = gw->keys[k].cool_until_us;
+                    j->keys[i].requests = gw->keys[k].requests;
+                    j->keys[i].errors = gw->keys[k].errors;
+                    j->keys[i].tokens = gw->keys[k].tokens;
+                    j->keys[i].last_error = xstrdup(gw->keys[k].last_error);
+                    j->keys[i].req = gw->keys[k].req;
+                    j->keys[i].tok = gw->keys[k].tok;
+                }
+        for (size_t k = 0; k < gw->nkeys; k++)
+            pool_key_clear(&gw->keys[k]);
+        free(gw->keys);
+        gw->keys = j->keys;
+        gw->nkeys = j->nkeys;
+        count_enabled(gw);
+    } else {
+        free(j->keys);
+    }
+    store_price_list_free(gw->prices, gw->nprices);
+    gw->prices = j->prices;
+    gw->nprices = j->nprices;
+    free(j);
+}
+
+void gateway_reload(struct app *app)
+{
+    struct reload_job *j = xcalloc(1, sizeof *j);
+    j->app = app;
+    pool_submit(app->pool, reload_work, reload_done, j);
+}
+
+void gateway_shutdown(struct app *app)
+{
+    struct gateway *gw = app->gw;
+    struct gw_req *g = gw->active, *next;
+    for (; g; g = next) {
+        next = g->next;
+        if (!g->easy)
+            continue; /* waiting for a worker: it finishes during the drain */
+        curlev_remove(app->curl, g->easy);
+        curl_easy_cleanup(g->easy);
+        g->easy = NULL;
+        if (g->req) {
+            detach_close(g);
+            if (g->started && !g->holding)
+                evhttp_send_reply_end(g->req);
+            else
+                evhttp_send_reply(g->req, 503, "Service Unavailable", NULL);
+            g->req = NULL;
+        }
+        record_and_free(g, 503);
+    }
+}
+
+struct gateway *gateway_new(struct app *app)
+{
+    struct gateway *gw = xcalloc(1, sizeof *gw);
+    gw->app = app;
+    gw->principals = strmap_new();
+    gw->users = strmap_new();
+    gw->tokens = strmap_new();
+    gw->rng = (unsigned)now_ms();
+    app->gw = gw;
+    gateway_reload(app);
+    return gw;
+}
+
+void gateway_free(struct gateway *gw)
+{
+    if (!gw)
+        return;
+    strmap_free(gw->principals, principal_free);
+    strmap_free(gw->users, free);
+    strmap_free(gw->tokens, free);
+    for (size_t k = 0; k < gw->nkeys; k++)
+        pool_key_clear(&gw->keys[k]);
+    free(gw->keys);
+    store_price_list_free(gw->prices, gw->nprices);
+    free(gw);
+}

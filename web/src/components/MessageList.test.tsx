@@ -1,0 +1,86 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { render } from 'preact';
+import { act } from 'preact/test-utils';
+import { MessageList, visibleRange } from './MessageList';
+import { OpenChat } from '../state/chat';
+import type { Chat, Message } from '../api/types';
+
+describe('visibleRange', () => {
+  const h = Array.from({ length: 2000 }, () => 100);
+  it('at the bottom: only the last screenful plus overscan', () => {
+    const [s, e] = visibleRange(h, 0, 800, true, 400);
+    expect(e).toBe(2000);
+    expect(e - s).toBe(12);
+  });
+  it('in the middle: rows around the viewport', () => {
+    const [s, e] = visibleRange(h, 50_000, 800, false, 400);
+    expect(s).toBe(495);
+    expect(e).toBe(512);
+  });
+  it('at the top', () => {
+    expect(visibleRange(h, 0, 800, false, 400)).toEqual([0, 12]);
+  });
+  it('empty', () => {
+    expect(visibleRange([], 0, 800, false)).toEqual([0, 0]);
+  });
+});
+
+function longChat(n: number): OpenChat {
+  const msgs: Message[] = [];
+  let parent: string | null = null;
+  for (let i = 0; i < n; i++) {
+    const id = `m${i}`;
+    msgs.push({
+      id,
+      chat_id: 'c',
+      parent_id: parent,
+      role: i % 2 ? 'assistant' : 'user',
+      content: [{ type: 'text', text: `message ${i}` }],
+      model: i % 2 ? 'gpt-4o' : null,
+      status: 'complete',
+      error: null,
+      usage: null,
+      created_at: i,
+      updated_at: i,
+    });
+    parent = id;
+  }
+  const chat: Chat = {
+    id: 'c',
+    title: 'Long',
+    model: null,
+    system_prompt: null,
+    params: {},
+    folder_id: null,
+    workspace_id: null,
+    current_leaf_id: parent,
+    created_at: 0,
+    updated_at: 0,
+  };
+  return new OpenChat(chat, msgs);
+}
+
+describe('<MessageList>', () => {
+  let root: HTMLElement;
+  afterEach(() => {
+    render(null, root);
+    root.remove();
+  });
+
+  it('a 2,000-message chat renders only a few rows, the newest', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const chat = longChat(2000);
+    expect(chat.path.value.length).toBe(2000);
+    const t0 = performance.now();
+    await act(async () => {
+      render(<MessageList chat={chat} />, root);
+    });
+    const ms = performance.now() - t0;
+    const rows = root.querySelectorAll('[data-testid=message]');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.length).toBeLessThan(40);
+    expect(rows[rows.length - 1]!.textContent).toContain('message 1999');
+    expect(ms).toBeLessThan(1000);
+  });
+});
