@@ -22,6 +22,7 @@ effect(applyTheme);
 media.addEventListener('change', applyTheme);
 
 onSignedIn(() => {
+  if (location.pathname === '/login' || location.pathname === '/signup') history.replaceState(null, '', '/');
   void loadChats();
   void loadConnection();
   void loadModels();

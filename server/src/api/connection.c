@@ -10,6 +10,7 @@
 #include "../lib/caps.h"
 #include "../lib/crypto.h"
 #include "../lib/ids.h"
+#include "../gateway/gateway.h"
 #include "../lib/log.h"
 #include "../views.h"
 #include "api.h"
@@ -86,6 +87,8 @@ enum app_err api_provider_resolve(struct api_ctx *c, struct provider_conn *out)
     store_conn_clear(&sc);
     if (e != APP_OK && e != APP_ENOTFOUND)
         return e;
+    if (gateway_pool_available(c->app))
+        return APP_OK; /* no key here: the loop takes one from the pool */
     if (!c->app->cfg.provider_api_key)
         return APP_ENOTFOUND;
     out->base_url = xstrdup(c->app->cfg.provider_base_url);
@@ -271,6 +274,12 @@ static void models_fetched(void *arg, long status, const char *body, size_t len,
 static void models_on_loop(struct api_ctx *c)
 {
     struct models_req *m = c->loop_data;
+    if (!m->pc.api_key) {
+        char key_id[STORE_ID_LEN + 1];
+        if (!gateway_pool_pick(c->app, &m->pc, key_id))
+            return models_reply(c, fallback_models(c->app), "fallback");
+        snprintf(m->keyhash, sizeof m->keyhash, "pool");
+    }
     struct models_cache *mc = c->app->models;
     int64_t now = now_ms();
     for (size_t i = 0; i < COAI_ARRAY_LEN(mc->e); i++)
@@ -298,6 +307,14 @@ void api_models_list(struct api_ctx *c)
     if (e != APP_OK) {
         models_req_free(m);
         return api_fail_err(c, e, "");
+    }
+    if (!m->pc.api_key) { /* pool: hash the pool's identity instead */
+        m->c = c;
+        c->loop_data = m;
+        c->loop_data_free = models_req_free;
+        c->on_loop = models_on_loop;
+        c->status = 200;
+        return;
     }
     char *k = xasprintf("%s\n%s", m->pc.base_url, m->pc.api_key);
     crypto_sha256_hex(k, strlen(k), m->keyhash);

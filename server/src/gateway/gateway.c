@@ -437,7 +437,7 @@ void gateway_record(struct app *app, const struct store_usage *u)
             bucket_charge(&t->tok, (double)total, now);
     }
     if (u->key_id[0])
-        gateway_pool_report(app, u->key_id, u->status, -1, total);
+        gateway_pool_report(app, u->key_id, u->status < 400 ? u->status : 0, -1, total);
     pool_submit(app->pool, usage_work, usage_done, j);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../gateway/gateway.h"
 #include "../http/sse.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
@@ -40,6 +41,8 @@ struct turn {
     struct store_message msg;        /* the assistant message; content/status/error kept current */
     char user_id[STORE_ID_LEN + 1];
     struct provider_conn pc;         /* secret key inside */
+    char key_id[STORE_ID_LEN + 1];   /* pool key in use, "" otherwise */
+    char key_source[8];              /* "user" | "pool" | "server" */
     char *request_body;
     char *title_seed;
 
@@ -398,8 +401,43 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs when the final state is stored: tell everyone, then linger. */
+static void record_usage(struct turn *t)
+{
+    struct store_usage u;
+    memset(&u, 0, sizeof u);
+    memcpy(u.user_id, t->user_id, sizeof u.user_id);
+    memcpy(u.key_id, t->key_id, sizeof u.key_id);
+    snprintf(u.key_source, sizeof u.key_source, "%s", t->key_source[0] ? t->key_source : "none");
+    snprintf(u.endpoint, sizeof u.endpoint, "chat");
+    const char *model = oai_stream_model(t->oai) ? oai_stream_model(t->oai) : t->msg.model;
+    u.model = (char *)(model ? model : "");
+    u.prompt_tokens = t->msg.prompt_tokens;
+    u.completion_tokens = t->msg.completion_tokens;
+    if (u.prompt_tokens < 0 && u.completion_tokens < 0) {
+        size_t out = 0, ref = 0;
+        oai_stream_content(t->oai, &out);
+        oai_stream_refusal(t->oai, &ref);
+        u.tokens_estimated = true;
+        u.prompt_tokens = t->request_body ? (int64_t)(strlen(t->request_body) + 3) / 4 : 0;
+        u.completion_tokens = (int64_t)(out + ref + 3) / 4;
+        if (!t->published_delta && strcmp(t->msg.status, "complete") != 0)
+            u.prompt_tokens = u.completion_tokens = 0; /* nothing was generated */
+    }
+    if (u.prompt_tokens < 0)
+        u.prompt_tokens = 0;
+    if (u.completion_tokens < 0)
+        u.completion_tokens = 0;
+    u.cost_micros = gateway_cost(t->app, u.model, u.prompt_tokens, 0, u.completion_tokens);
+    u.latency_ms = (mono_us() - t->started_us) / 1000;
+    u.status = strcmp(t->msg.status, "error") == 0 ? (t->http_status >= 400 ? (int)t->http_status : 502)
+                                                    : 200;
+    gateway_record(t->app, &u);
+}
+
 static void finalize(struct turn *t)
 {
+    if (t->user_id[0])
+        record_usage(t);
     json_t *m = message_now(t);
     publish(t, "done", json_pack("{s:s,s:o}", "status", t->msg.status, "message", m));
     close_subscribers(t);
@@ -604,6 +642,20 @@ static bool maybe_retry(struct turn *t)
     return true;
 }
 
+/* Take another key from the pool (after this one failed). */
+static bool repick_pool_key(struct turn *t)
+{
+    struct provider_conn pc;
+    char key_id[STORE_ID_LEN + 1];
+    memset(&pc, 0, sizeof pc);
+    if (!gateway_pool_pick(t->app, &pc, key_id))
+        return false;
+    provider_conn_clear(&t->pc);
+    t->pc = pc;
+    memcpy(t->key_id, key_id, sizeof t->key_id);
+    return true;
+}
+
 static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
 {
     struct turn *t = arg;
@@ -635,6 +687,15 @@ static void on_transfer_done(CURL *easy, CURLcode rc, void *arg)
             finish(t, "error", provider_transport_error_json(CURLE_PARTIAL_FILE, true));
         }
     } else if (t->http_status >= 400) {
+        if (t->key_id[0]) {
+            gateway_pool_report(t->app, t->key_id, t->http_status, t->retry_after_s, 0);
+            if ((t->http_status == 401 || t->http_status == 429) && t->attempt < 8 &&
+                repick_pool_key(t)) {
+                t->attempt++;
+                attempt_start(t); /* another pool key, at once */
+                return;
+            }
+        }
         bool retryable = t->http_status == 429 || t->http_status >= 500;
         if (retryable && maybe_retry(t))
             return;
@@ -698,6 +759,7 @@ void turn_start(struct app *app, struct turn_spec *spec)
     memcpy(t->user_id, spec->user_id, sizeof t->user_id);
     t->pc = spec->pc;
     memset(&spec->pc, 0, sizeof spec->pc);
+    snprintf(t->key_source, sizeof t->key_source, "%s", t->pc.from_user ? "user" : "server");
     t->request_body = json_dumps(spec->request, JSON_COMPACT);
     json_decref(spec->request);
     spec->request = NULL;
@@ -714,6 +776,18 @@ void turn_start(struct app *app, struct turn_spec *spec)
     event_add(t->persist_timer, &tv);
     log_info("turn started", "turn", t->msg.id, "chat", t->msg.chat_id, "model", t->msg.model,
              NULL);
+    if (!t->pc.api_key) {
+        if (repick_pool_key(t)) {
+            snprintf(t->key_source, sizeof t->key_source, "pool");
+        } else if (app->cfg.provider_api_key) {
+            t->pc.base_url = xstrdup(app->cfg.provider_base_url);
+            t->pc.api_key = xstrdup(app->cfg.provider_api_key);
+        } else {
+            finish(t, "error", json_pack("{s:s,s:s}", "code", "no_provider_key", "message",
+                                         "every provider key is unavailable right now"));
+            return;
+        }
+    }
     attempt_start(t);
 }
 

@@ -30,7 +30,7 @@
 struct turn_spec {
     struct store_message msg;  /* the assistant message row, already stored as "streaming" */
     char user_id[STORE_ID_LEN + 1];
-    struct provider_conn pc;
+    struct provider_conn pc;   /* empty (no key) = take a key from the gateway's pool */
     json_t *request;           /* the /chat/completions body to send */
     char *title_seed;          /* first user text when the chat needs a title, else NULL */
 };
