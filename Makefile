@@ -9,7 +9,7 @@ ASAN_BUILD ?= build-asan
 BIN        := $(BUILD)/server/chatopenaii
 ASAN_BIN   := $(ASAN_BUILD)/server/chatopenaii
 
-.PHONY: all run test unit api deps deps-test build build-asan web bench clean check
+.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway clean check
 
 all: build
 
@@ -50,6 +50,9 @@ test: build-asan
 
 bench: build
 	@bash bench/run.sh $(BIN)
+
+bench-gateway: build
+	@bash bench/gateway/run.sh $(BIN)
 
 check:
 	@bash scripts/check.sh

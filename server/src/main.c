@@ -474,6 +474,41 @@ static int cmd_rotate(struct app *app, int argc, char **argv)
         free(aad);
     }
     store_conn_list_free(list, n);
+    /* the key pool too: same box, bound to the pool row */
+    struct store_pool_key *keys = NULL;
+    size_t nk = 0;
+    if (e == APP_OK)
+        e = store_pool_key_list(st, &keys, &nk);
+    for (size_t i = 0; e == APP_OK && i < nk; i++) {
+        struct store_pool_key *k = &keys[i];
+        if (!k->key_ct || !k->key_ct_len)
+            continue;
+        if (k->key_version != oldv) {
+            fprintf(stderr, "chatopenaii: pool key %s is sealed with another master key\n", k->id);
+            e = APP_ECRYPTO;
+            break;
+        }
+        char *aad = xasprintf("chatopenaii/pool-key|%s", k->id);
+        char *plain = NULL;
+        size_t plen = 0;
+        unsigned char *ct = NULL;
+        size_t ctlen = 0;
+        if (crypto_box_open(oldbox, aad, strlen(aad), k->key_ct, k->key_ct_len, &plain, &plen) ||
+            crypto_box_seal(newbox, aad, strlen(aad), plain, plen, &ct, &ctlen)) {
+            fprintf(stderr, "chatopenaii: pool key %s does not decrypt\n", k->id);
+            e = APP_ECRYPTO;
+        } else {
+            e = store_pool_key_set_key(st, k->id, ct, ctlen, newv, NULL);
+            done++;
+        }
+        if (plain) {
+            secure_wipe(plain, plen);
+            free(plain);
+        }
+        free(ct);
+        free(aad);
+    }
+    store_pool_key_list_free(keys, nk);
     if (e == APP_OK)
         e = store_commit(st);
     else

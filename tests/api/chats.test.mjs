@@ -780,7 +780,11 @@ test('anonymous (and a signed-out cookie) gets 401 on every route but register a
       .replace('/chats/{id}', `/chats/${ch.id}`)
       .replace('/turns/{id}', `/turns/${t.turn.id}`)
       .replace('/sessions/{id}', `/sessions/${sid}`)
-      .replace('{mid}', t.user_message.id);
+      .replace('{mid}', t.user_message.id)
+      // ids of resources the anonymous caller must not reach either
+      .replace('/tokens/{id}', `/tokens/${ch.id}`)
+      .replace('/admin/keys/{id}', `/admin/keys/${ch.id}`)
+      .replace('/admin/users/{id}', `/admin/users/${sid}`);
 
     // A cookie that was valid once: sign in, keep the cookie, sign out.
     const gone = await newUser(newClient, 'gone');
