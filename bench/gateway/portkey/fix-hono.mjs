@@ -4,7 +4,6 @@
 // streaming request answers 500 "TypeError: immutable" (Portkey issues
 // #1389, #1550). Idempotent: running it twice changes nothing.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
