@@ -23,6 +23,11 @@ export const TITLE_PREFIX = 'Generate a short title';
 
 // Every scenario the `model` field can select (besides plain model names,
 // "fixture:<name>" and "slow:<ms>:<count>").
+//
+// Some faults are picked by the API key instead (for key-pool tests), on
+// every /v1 path: "sk-bad" -> 401 invalid_api_key; "sk-429" -> 429
+// rate_limit_exceeded with Retry-After: 2; "sk-429-<n>" -> the same with
+// Retry-After: <n>.
 export const SCENARIOS = [
   'fault:401', 'fault:404', 'fault:429', 'fault:429-once', 'fault:500', 'fault:500-once',
   'fault:context', 'fault:inline-error', 'fault:drop', 'fault:hang', 'fault:hang-headers',
@@ -409,14 +414,17 @@ export async function startFakeOpenAI({
       try { body = JSON.parse(raw); } catch { badJson = true; }
     }
     const model = body && typeof body === 'object' ? body.model : undefined;
+    // raw: the request body exactly as received (UTF-8 text).
     requests.push({
       method: req.method, path: url.pathname, query: url.search, headers: { ...req.headers },
-      body, model, time: Date.now(),
+      body, raw, model, time: Date.now(),
     });
 
     const auth = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!auth) return sendError(res, fx.errors.noKey);
     if (auth[1] === 'sk-bad') return sendError(res, fx.errors.invalidKey);
+    const key429 = /^sk-429(?:-(\d+))?$/.exec(auth[1]);
+    if (key429) return sendError(res, fx.errors.rateLimit, { 'retry-after': key429[1] ?? '2' });
 
     if (url.pathname === '/v1/models' && req.method === 'GET') {
       return sendJson(res, 200, { object: 'list', data: MODELS });

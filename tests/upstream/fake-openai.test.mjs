@@ -104,6 +104,24 @@ describe('basics', () => {
     assert.deepEqual(r.json, errorBody(code('invalid_api_key')));
   });
 
+  test('key sk-429 -> 429 rate_limit_exceeded with Retry-After: 2, sk-429-<n> -> Retry-After: <n>', async () => {
+    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] };
+    for (const s of [false, true]) {
+      const r = await call(fake.url, { key: 'sk-429', body: { ...body, stream: s } });
+      assert.equal(r.status, 429);
+      assert.equal(r.headers['retry-after'], '2');
+      assert.deepEqual(r.json, errorBody(code('rate_limit_exceeded')));
+    }
+    const m = await call(fake.url, { key: 'sk-429', method: 'GET', path: '/v1/models' });
+    assert.equal(m.status, 429, 'key faults apply to every /v1 path');
+    const r7 = await call(fake.url, { key: 'sk-429-7', body });
+    assert.equal(r7.status, 429);
+    assert.equal(r7.headers['retry-after'], '7');
+    assert.deepEqual(r7.json, errorBody(code('rate_limit_exceeded')));
+    const ok = await call(fake.url, { key: 'sk-4290', body });
+    assert.equal(ok.status, 200, 'only sk-429 and sk-429-<digits> are faults');
+  });
+
   test('other /v1 paths echo, unknown paths 404 JSON', async () => {
     for (const p of ['/v1/embeddings', '/v1/images/generations', '/v1/audio/speech']) {
       const r = await call(fake.url, { path: p, body: { input: 'x' } });
@@ -126,6 +144,8 @@ describe('basics', () => {
     assert.equal(rec.headers.authorization, `Bearer ${KEY}`);
     assert.equal(rec.body.temperature, 0.5);
     assert.equal(rec.body.messages[0].content, 'record me');
+    assert.equal(rec.raw, JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'record me' }], temperature: 0.5 }),
+      'raw is the body exactly as sent');
     assert.deepEqual(fake.chatRequests(), [rec.body]);
     const got = await call(fake.url, { method: 'GET', path: '/_requests', key: null });
     assert.equal(got.json.length, 1);

@@ -24,6 +24,7 @@
 #include "../gateway/gateway.h"
 #include "../store/store.h"
 #include "auth.h"
+#include "route.h"
 #include "static.h"
 
 /* ---- error replies ------------------------------------------------------- */
@@ -228,43 +229,6 @@ void http_ctx_finish(struct api_ctx *c)
 
 /* ---- routing -------------------------------------------------------------- */
 
-/* Match pattern against path; captures {x} segments into params. */
-static bool route_match(const char *pattern, const char *path, char *params[API_MAX_PARAMS])
-{
-    int np = 0;
-    const char *p = pattern, *s = path;
-    char *caps[API_MAX_PARAMS] = {0};
-    while (*p && *s) {
-        if (*p == '{') {
-            const char *pe = strchr(p, '}');
-            const char *se = strchr(s, '/');
-            if (!se)
-                se = s + strlen(s);
-            if (se == s || np >= API_MAX_PARAMS)
-                goto fail;
-            caps[np++] = xstrndup(s, (size_t)(se - s));
-            p = pe + 1;
-            s = se;
-            continue;
-        }
-        if (*p != *s)
-            goto fail;
-        p++;
-        s++;
-    }
-    if (*p || *s)
-        goto fail;
-    for (int i = 0; i < API_MAX_PARAMS; i++) {
-        free(params[i]);
-        params[i] = caps[i];
-    }
-    return true;
-fail:
-    for (int i = 0; i < np; i++)
-        free(caps[i]);
-    return false;
-}
-
 static const char *method_name(enum evhttp_cmd_type t)
 {
     switch (t) {
@@ -375,22 +339,6 @@ static size_t header_bytes(struct evhttp_request *req)
     for (kv = evhttp_request_get_input_headers(req)->tqh_first; kv; kv = kv->next.tqe_next)
         n += strlen(kv->key) + strlen(kv->value) + 4;
     return n;
-}
-
-static char *cookie_get(const char *cookies, const char *name)
-{
-    size_t nl = strlen(name);
-    const char *p = cookies;
-    while (p && *p) {
-        while (*p == ' ' || *p == ';')
-            p++;
-        const char *e = strchr(p, ';');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=')
-            return xstrndup(p + nl + 1, len - nl - 1);
-        p = e;
-    }
-    return NULL;
 }
 
 static void health_reply(struct api_ctx *c);
@@ -505,7 +453,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 
     const char *ck = evhttp_find_header(in, "Cookie");
     if (ck)
-        c->cookie_token = cookie_get(ck, AUTH_COOKIE);
+        c->cookie_token = http_cookie_get(ck, AUTH_COOKIE);
     const char *ua = evhttp_find_header(in, "User-Agent");
     if (ua)
         c->user_agent = xstrndup(ua, utf8_truncate(ua, strlen(ua), 256));
