@@ -15,6 +15,7 @@ struct turn_registry;
 struct static_files;
 struct models_cache;
 struct gateway;
+struct ratelimit;
 
 struct app {
     struct config cfg;
@@ -27,12 +28,13 @@ struct app {
     struct turn_registry *turns;
     struct static_files *web;
     struct models_cache *models;
+    struct ratelimit *rl;           /* per-IP / per-user / lock-out limits of the REST API */
     struct gateway *gw;             /* the /v1 gateway: principals, buckets, key pool, prices */
     unsigned char box_key[32];      /* AES-256-GCM key for provider keys (HKDF of the master key) */
     int key_version;                /* fingerprint of the master key, stored beside ciphertexts */
     bool shutting_down;
     int64_t started_ms;
-    struct event *sig_term, *sig_int, *housekeeping, *shutdown_poll;
+    struct event *sig_term, *sig_int, *sig_hup, *housekeeping, *shutdown_poll;
     uint64_t requests_total;
 };
 

@@ -60,10 +60,41 @@ static bool url_ok(const char *u)
     return strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
 }
 
+/* Comma list of origins like https://app.example.com (scheme://host[:port]). */
+static bool origins_ok(const char *list)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    bool ok = true;
+    for (char *o = strtok_r(copy, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+        while (*o == ' ')
+            o++;
+        const char *h = strncmp(o, "https://", 8) == 0 ? o + 8
+                        : strncmp(o, "http://", 7) == 0 ? o + 7
+                                                        : NULL;
+        if (!h || !*h || strchr(h, '/') || strchr(h, ' ') || strcmp(o, "*") == 0)
+            ok = false;
+    }
+    free(copy);
+    return ok;
+}
+
 int config_load(struct config *cfg, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
     long n;
+
+    const char *envname = env("CHATOPENAII_ENV");
+    if (!envname || strcmp(envname, "development") == 0)
+        cfg->env = ENV_DEVELOPMENT;
+    else if (strcmp(envname, "staging") == 0)
+        cfg->env = ENV_STAGING;
+    else if (strcmp(envname, "production") == 0)
+        cfg->env = ENV_PRODUCTION;
+    else {
+        snprintf(err, errlen, "CHATOPENAII_ENV must be development, staging or production");
+        return -1;
+    }
+    bool strict = cfg->env != ENV_DEVELOPMENT;
 
     const char *listen = env("CHATOPENAII_LISTEN");
     if (!listen)
@@ -121,7 +152,10 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->provider_api_key = xstrdup(env("CHATOPENAII_PROVIDER_API_KEY"));
 
     const char *reg = env("CHATOPENAII_REGISTRATION");
-    if (!reg || strcmp(reg, "open") == 0)
+    /* production opens registration only when told so explicitly */
+    if (!reg)
+        cfg->registration_open = cfg->env != ENV_PRODUCTION;
+    else if (strcmp(reg, "open") == 0)
         cfg->registration_open = true;
     else if (strcmp(reg, "closed") == 0)
         cfg->registration_open = false;
@@ -148,7 +182,7 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     if (parse_int("CHATOPENAII_SESSION_TTL", 60, 365L * 86400, 30L * 86400, &n, err, errlen))
         return -1;
     cfg->session_ttl_s = n;
-    if (parse_bool("CHATOPENAII_COOKIE_SECURE", "on", "off", false, &cfg->cookie_secure, err,
+    if (parse_bool("CHATOPENAII_COOKIE_SECURE", "on", "off", strict, &cfg->cookie_secure, err,
                    errlen))
         return -1;
     if (parse_int("CHATOPENAII_UPSTREAM_CONNECT_TIMEOUT", 1, 300, 10, &n, err, errlen))
@@ -183,6 +217,71 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     if (parse_int("CHATOPENAII_GATEWAY_CACHE_MS", 0, 3600000, 30000, &n, err, errlen))
         return -1;
     cfg->gateway_cache_ms = n;
+
+    const char *co = env("CHATOPENAII_CORS_ORIGINS");
+    if (co && !origins_ok(co)) {
+        snprintf(err, errlen, "CHATOPENAII_CORS_ORIGINS must be a comma list of origins like "
+                              "https://app.example.com (no paths, no wildcard)");
+        return -1;
+    }
+    cfg->cors_origins = xstrdup(co);
+    cfg->trusted_proxies = xstrdup(env("CHATOPENAII_TRUSTED_PROXIES"));
+    cfg->tls_cert = xstrdup(env("CHATOPENAII_TLS_CERT"));
+    cfg->tls_key = xstrdup(env("CHATOPENAII_TLS_KEY"));
+    if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
+        snprintf(err, errlen, "%s is set without %s",
+                 cfg->tls_cert ? "CHATOPENAII_TLS_CERT" : "CHATOPENAII_TLS_KEY",
+                 cfg->tls_cert ? "CHATOPENAII_TLS_KEY" : "CHATOPENAII_TLS_CERT");
+        return -1;
+    }
+    const char *ss = env("CHATOPENAII_COOKIE_SAMESITE");
+    if (ss && strcmp(ss, "lax") != 0 && strcmp(ss, "strict") != 0 && strcmp(ss, "none") != 0) {
+        snprintf(err, errlen, "CHATOPENAII_COOKIE_SAMESITE must be lax, strict or none");
+        return -1;
+    }
+    cfg->cookie_samesite = xstrdup(ss ? ss : "lax");
+    if (strcmp(cfg->cookie_samesite, "none") == 0 && !cfg->cookie_secure) {
+        snprintf(err, errlen, "CHATOPENAII_COOKIE_SAMESITE=none needs CHATOPENAII_COOKIE_SECURE=on");
+        return -1;
+    }
+    if (parse_int("CHATOPENAII_RATE_AUTH", 0, 1000000, 20, &n, err, errlen))
+        return -1;
+    cfg->rate_auth = (int)n;
+    if (parse_int("CHATOPENAII_RATE_GENERATE", 0, 1000000, 30, &n, err, errlen))
+        return -1;
+    cfg->rate_generate = (int)n;
+    if (parse_int("CHATOPENAII_RATE_API", 0, 10000000, 1200, &n, err, errlen))
+        return -1;
+    cfg->rate_api = (int)n;
+    if (parse_int("CHATOPENAII_LOCKOUT_FAILURES", 0, 1000, 5, &n, err, errlen))
+        return -1;
+    cfg->lockout_failures = (int)n;
+    if (parse_int("CHATOPENAII_LOCKOUT_MINUTES", 1, 1440, 15, &n, err, errlen))
+        return -1;
+    cfg->lockout_minutes = (int)n;
+    const char *dsn = env("CHATOPENAII_SENTRY_DSN");
+    if (dsn && (strncmp(dsn, "http://", 7) != 0 && strncmp(dsn, "https://", 8) != 0)) {
+        snprintf(err, errlen, "CHATOPENAII_SENTRY_DSN must be an http(s) DSN like "
+                              "https://key@host/1");
+        return -1;
+    }
+    cfg->sentry_dsn = xstrdup(dsn);
+    cfg->metrics_token = xstrdup(env("CHATOPENAII_METRICS_TOKEN"));
+
+    /* Safe defaults are not optional in production. */
+    if (cfg->env == ENV_PRODUCTION) {
+        if (!cfg->master_key) {
+            snprintf(err, errlen, "CHATOPENAII_MASTER_KEY must be set in production (a generated "
+                                  "key in the data directory is for development)");
+            return -1;
+        }
+        if (!cfg->tls_cert && !cfg->trusted_proxies) {
+            snprintf(err, errlen, "CHATOPENAII_TLS_CERT/CHATOPENAII_TLS_KEY or "
+                                  "CHATOPENAII_TRUSTED_PROXIES must be set in production (no "
+                                  "plain HTTP)");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -201,5 +300,14 @@ void config_cleanup(struct config *cfg)
     free(cfg->web_dir);
     free(cfg->default_model);
     free(cfg->fallback_models);
+    free(cfg->cors_origins);
+    free(cfg->trusted_proxies);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->cookie_samesite);
+    free(cfg->sentry_dsn);
+    if (cfg->metrics_token)
+        secure_wipe(cfg->metrics_token, strlen(cfg->metrics_token));
+    free(cfg->metrics_token);
     memset(cfg, 0, sizeof *cfg);
 }

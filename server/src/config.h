@@ -8,7 +8,10 @@
 
 #include "lib/common.h"
 
+enum config_env { ENV_DEVELOPMENT = 0, ENV_STAGING, ENV_PRODUCTION };
+
 struct config {
+    enum config_env env;      /* CHATOPENAII_ENV: development (default), staging, production */
     char *listen_host;        /* CHATOPENAII_LISTEN host part, default 127.0.0.1 */
     int listen_port;          /* default 8080 */
     char *data_dir;           /* CHATOPENAII_DATA_DIR, default ./data */
@@ -35,6 +38,18 @@ struct config {
     int64_t gateway_rpm;      /* CHATOPENAII_GATEWAY_RPM per user, default 600 (0 = unlimited) */
     int64_t gateway_tpm;      /* CHATOPENAII_GATEWAY_TPM per user, default 2000000 (0 = unlimited) */
     int64_t gateway_cache_ms; /* CHATOPENAII_GATEWAY_CACHE_MS token cache, default 30000 */
+    char *cors_origins;       /* CHATOPENAII_CORS_ORIGINS comma list of allowed origins (none) */
+    char *trusted_proxies;    /* CHATOPENAII_TRUSTED_PROXIES comma list of proxy IPs (none) */
+    char *tls_cert;           /* CHATOPENAII_TLS_CERT PEM path: serve HTTPS */
+    char *tls_key;            /* CHATOPENAII_TLS_KEY PEM path */
+    char *cookie_samesite;    /* CHATOPENAII_COOKIE_SAMESITE lax (default) | strict | none */
+    int rate_auth;            /* CHATOPENAII_RATE_AUTH sign-in/registration per IP per minute, default 20 */
+    int rate_generate;        /* CHATOPENAII_RATE_GENERATE answers per user per minute, default 30 */
+    int rate_api;             /* CHATOPENAII_RATE_API requests per user or IP per minute, default 1200 */
+    int lockout_failures;     /* CHATOPENAII_LOCKOUT_FAILURES failed sign-ins before lock-out, default 5 */
+    int lockout_minutes;      /* CHATOPENAII_LOCKOUT_MINUTES, default 15 */
+    char *sentry_dsn;         /* CHATOPENAII_SENTRY_DSN: report unexpected errors (none) */
+    char *metrics_token;      /* CHATOPENAII_METRICS_TOKEN: bearer for /metrics (else loopback only) */
 };
 
 /* Fills cfg from the environment. Returns 0, or -1 with a message naming the

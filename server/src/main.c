@@ -19,7 +19,10 @@
 #include "config.h"
 #include "http/http.h"
 #include "gateway/gateway.h"
+#include "http/metrics.h"
+#include "http/security.h"
 #include "http/static.h"
+#include "lib/ratelimit.h"
 #include "lib/crypto.h"
 #include "lib/ids.h"
 #include "lib/log.h"
@@ -179,9 +182,22 @@ static void purge_work(void *arg, void *ctx)
     (void)store_session_purge(ctx, now_ms(), &j->n);
 }
 
+/* SIGHUP: reload the TLS certificate; open connections keep the old one. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    char err[256];
+    if (!security_tls_enabled())
+        return;
+    if (security_tls_reload(err, sizeof err) == 0)
+        log_info("TLS certificate reloaded", NULL);
+    else
+        log_error("TLS certificate reload failed; keeping the old one", "detail", err, NULL);
+}
+
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
+    ratelimit_sweep(app->rl);
     if (!app->shutting_down)
         pool_submit(app->pool, purge_work, free, xcalloc(1, sizeof(struct purge_job)));
 }
@@ -260,6 +276,8 @@ static int cmd_serve(struct app *app)
     app->turns = turns_new(app);
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
+    app->rl = ratelimit_new();
+    metrics_init();
     if (seed_prices(cfg) != 0)
         return 1;
     app->pool = pool_new(app->base, cfg->workers, worker_init, worker_fini, app);
@@ -277,6 +295,8 @@ static int cmd_serve(struct app *app)
     app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
     event_add(app->sig_term, NULL);
     event_add(app->sig_int, NULL);
+    app->sig_hup = evsignal_new(app->base, SIGHUP, on_sighup, app);
+    event_add(app->sig_hup, NULL);
     app->housekeeping = event_new(app->base, -1, EV_PERSIST, on_housekeeping, app);
     struct timeval hk = {3600, 0};
     event_add(app->housekeeping, &hk);
@@ -297,12 +317,16 @@ static int cmd_serve(struct app *app)
     gateway_free(app->gw);
     event_free(app->sig_term);
     event_free(app->sig_int);
+    event_free(app->sig_hup);
     event_free(app->housekeeping);
     if (app->shutdown_poll)
         event_free(app->shutdown_poll);
     evhttp_free(app->http);
     curlev_free(app->curl);
     models_cache_free(app->models);
+    ratelimit_free(app->rl);
+    metrics_cleanup();
+    security_cleanup();
     static_free(app->web);
     event_base_free(app->base);
     secure_wipe(app->box_key, sizeof app->box_key);

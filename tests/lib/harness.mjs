@@ -99,6 +99,11 @@ export async function startServer({
     CHATOPENAII_LISTEN: `127.0.0.1:${port}`,
     CHATOPENAII_DATA_DIR: dataDir,
     CHATOPENAII_LOG_LEVEL: 'debug',
+    // Every suite signs in many times from 127.0.0.1; the rate-limit and
+    // lock-out tests set these back to strict values themselves.
+    CHATOPENAII_RATE_AUTH: '100000',
+    CHATOPENAII_RATE_GENERATE: '100000',
+    CHATOPENAII_RATE_API: '1000000',
   });
   if (upstream) {
     fullEnv.CHATOPENAII_PROVIDER_BASE_URL = upstream.baseURL ?? `${upstream.url}/v1`;

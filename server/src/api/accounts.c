@@ -9,6 +9,7 @@
 #include "../lib/caps.h"
 #include "../lib/crypto.h"
 #include "../lib/ids.h"
+#include "../lib/ratelimit.h"
 #include "../views.h"
 #include "api.h"
 
@@ -78,15 +79,40 @@ void api_auth_register(struct api_ctx *c)
     api_reply_take(c, 201, json_pack("{s:o}", "user", view_user(&c->user)));
 }
 
+/* Lock-out keys: the account (any email, existing or not, so a lock-out
+ * reveals nothing) and the client address (which may try many accounts). */
+static void lock_keys(struct api_ctx *c, const char *email, char *acct, size_t al, char *ip,
+                      size_t il)
+{
+    snprintf(acct, al, "lock-acct:");
+    size_t n = strlen(acct);
+    for (const char *p = email; *p && n + 1 < al; p++)
+        acct[n++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+    acct[n] = '\0';
+    snprintf(ip, il, "lock-ip:%s", c->client_ip ? c->client_ip : "");
+}
+
 void api_auth_login(struct api_ctx *c)
 {
     const char *email, *password;
     if (api_body_string(c, "email", true, LIMIT_EMAIL, &email) ||
         api_body_string(c, "password", true, LIMIT_PASSWORD, &password))
         return;
+    struct config *cfg = &c->app->cfg;
+    int window = cfg->lockout_minutes * 60, ra = 0;
+    char acct[LIMIT_EMAIL + 16], ip[96];
+    lock_keys(c, email, acct, sizeof acct, ip, sizeof ip);
+    if (ratelimit_locked(c->app->rl, acct, cfg->lockout_failures, window, &ra) ||
+        ratelimit_locked(c->app->rl, ip, cfg->lockout_failures * 4, window, &ra)) {
+        c->retry_after = ra;
+        return api_fail(c, 429, "locked_out",
+                        "too many failed sign-ins; try again in %d minutes", (ra + 59) / 60);
+    }
     enum app_err e = store_user_get_by_email(c->st, email, &c->user);
     if (e == APP_ENOTFOUND) {
         crypto_password_dummy_verify(password);
+        ratelimit_fail(c->app->rl, acct, window);
+        ratelimit_fail(c->app->rl, ip, window);
         return api_fail(c, 401, "invalid_credentials", "email or password is incorrect");
     }
     if (e != APP_OK)
@@ -94,8 +120,11 @@ void api_auth_login(struct api_ctx *c)
     int v = crypto_password_verify(c->user.password_hash, password);
     if (v != 0) {
         store_user_clear(&c->user);
+        ratelimit_fail(c->app->rl, acct, window);
+        ratelimit_fail(c->app->rl, ip, window);
         return api_fail(c, 401, "invalid_credentials", "email or password is incorrect");
     }
+    ratelimit_clear(c->app->rl, acct);
     e = auth_session_start(c, c->user.id);
     if (e != APP_OK)
         return api_fail_err(c, e, "");

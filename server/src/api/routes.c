@@ -4,8 +4,8 @@
 #include "api.h"
 
 const struct route api_routes[] = {
-    {"POST", "/api/v1/auth/register", api_auth_register, 0, "create an account and sign in"},
-    {"POST", "/api/v1/auth/login", api_auth_login, 0, "sign in"},
+    {"POST", "/api/v1/auth/register", api_auth_register, ROUTE_RL_AUTH, "create an account and sign in"},
+    {"POST", "/api/v1/auth/login", api_auth_login, ROUTE_RL_AUTH, "sign in"},
     {"POST", "/api/v1/auth/logout", api_auth_logout, ROUTE_AUTH, "sign out"},
     {"GET", "/api/v1/me", api_me_get, ROUTE_AUTH, "the signed-in user"},
     {"POST", "/api/v1/me/password", api_me_password, ROUTE_AUTH, "change password"},
@@ -24,12 +24,13 @@ const struct route api_routes[] = {
     {"DELETE", "/api/v1/chats/{id}", api_chats_delete, ROUTE_AUTH, "delete a chat"},
     {"GET", "/api/v1/chats/{id}/messages", api_messages_list, ROUTE_AUTH,
      "all messages of a chat"},
-    {"POST", "/api/v1/chats/{id}/messages", api_messages_create, ROUTE_AUTH,
+    {"POST", "/api/v1/chats/{id}/messages", api_messages_create, ROUTE_AUTH | ROUTE_GENERATE,
      "send a message and start a turn"},
-    {"POST", "/api/v1/chats/{id}/messages/{mid}/edit", api_messages_edit, ROUTE_AUTH,
+    {"POST", "/api/v1/chats/{id}/messages/{mid}/edit", api_messages_edit,
+     ROUTE_AUTH | ROUTE_GENERATE,
      "edit a user message (new branch)"},
     {"POST", "/api/v1/chats/{id}/messages/{mid}/regenerate", api_messages_regenerate,
-     ROUTE_AUTH, "regenerate an answer (new sibling)"},
+     ROUTE_AUTH | ROUTE_GENERATE, "regenerate an answer (new sibling)"},
     {"GET", "/api/v1/turns/{id}/events", api_turn_events, ROUTE_AUTH,
      "follow a turn (SSE, resumable)"},
     {"POST", "/api/v1/turns/{id}/stop", api_turn_stop, ROUTE_AUTH, "stop a turn"},

@@ -21,6 +21,7 @@
 
 #include "../api/api.h"
 #include "../http/http.h"
+#include "../http/metrics.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
 #include "../lib/crypto.h"
@@ -510,6 +511,12 @@ static void record_and_free(struct gw_req *g, int status)
         gateway_record(g->app, &u);
         json_decref(root);
     }
+    char *route = xasprintf("/v1%s", g->path ? g->path : "");
+    if (strchr(route + 4, '/'))
+        route[4 + strcspn(route + 4, "/?")] = '\0'; /* /v1/audio/x -> /v1/audio */
+    metrics_request(route, g->method == EVHTTP_REQ_POST ? "POST" : g->method == EVHTTP_REQ_GET ? "GET" : "OTHER",
+                    status, mono_us() - g->start_us);
+    free(route);
     if (log_enabled(LOG_INFO)) {
         char st[16], dur[32], ttfb[32];
         snprintf(st, sizeof st, "=%d", status);

@@ -28,6 +28,8 @@ enum route_flags {
     ROUTE_AUTH = 1 << 0,   /* needs a signed-in user (session cookie) */
     ROUTE_LOOP = 1 << 1,   /* handler runs on the loop (must not block), not a worker */
     ROUTE_NOCSRF = 1 << 2, /* unsafe method exempt from the CSRF check (none today) */
+    ROUTE_RL_AUTH = 1 << 3,  /* sign-in/registration: strict per-IP limit */
+    ROUTE_GENERATE = 1 << 4, /* starts a generation: per-user generation limit */
 };
 
 struct route {
@@ -69,6 +71,7 @@ struct api_ctx {
     json_t *resp;                 /* owned; NULL = no body (204) */
     char *set_cookie;             /* owned Set-Cookie value, or NULL */
     char *allow;                  /* Allow header for 405 */
+    int retry_after;              /* Retry-After seconds for 429/503, 0 = none */
     void (*on_loop)(struct api_ctx *c);
     void *loop_data;              /* owned by the continuation */
     void (*loop_data_free)(void *);
@@ -104,8 +107,8 @@ struct evhttp_request *http_ctx_detach(struct api_ctx *c);
 /* Common response headers (request id, security headers) on any reply. */
 void http_add_common_headers(struct evhttp_request *req, const char *req_id);
 /* Write one access-log line. */
-void http_log_access(const char *req_id, const char *method, const char *path, int status,
-                     int64_t start_us, const char *user_id, bool stream);
+void http_log_access(const char *req_id, const char *method, const char *path, const char *route,
+                     int status, int64_t start_us, const char *user_id, bool stream);
 
 /* ---- server --------------------------------------------------------------- */
 int http_server_start(struct app *app, char *err, size_t errlen);

@@ -20,11 +20,14 @@
 #include "../lib/caps.h"
 #include "../lib/log.h"
 #include "../lib/pool.h"
+#include "../lib/ratelimit.h"
 #include "../lib/utf8.h"
 #include "../gateway/gateway.h"
 #include "../store/store.h"
 #include "auth.h"
+#include "metrics.h"
 #include "route.h"
+#include "security.h"
 #include "static.h"
 
 /* ---- error replies ------------------------------------------------------- */
@@ -122,14 +125,18 @@ void http_add_common_headers(struct evhttp_request *req, const char *req_id)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "X-Request-Id", req_id);
-    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-    evhttp_add_header(h, "Referrer-Policy", "strict-origin-when-cross-origin");
-    evhttp_add_header(h, "X-Frame-Options", "DENY");
+    security_headers(req);
+    const char *origin = security_cors_origin(req);
+    if (origin) {
+        security_cors_headers(req, origin, strncmp(evhttp_request_get_uri(req), "/v1/", 4) != 0);
+        evhttp_add_header(h, "Vary", "Origin");
+    }
 }
 
-void http_log_access(const char *req_id, const char *method, const char *path, int status,
-                     int64_t start_us, const char *user_id, bool stream)
+void http_log_access(const char *req_id, const char *method, const char *path, const char *route,
+                     int status, int64_t start_us, const char *user_id, bool stream)
 {
+    metrics_request(route, method, status, mono_us() - start_us);
     if (!log_enabled(LOG_INFO))
         return;
     char st[16], dur[32];
@@ -208,6 +215,11 @@ void http_ctx_finish(struct api_ctx *c)
             evhttp_add_header(h, "Set-Cookie", c->set_cookie);
         if (c->allow)
             evhttp_add_header(h, "Allow", c->allow);
+        if (c->retry_after > 0) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", c->retry_after);
+            evhttp_add_header(h, "Retry-After", ra);
+        }
         if (c->status == 0)
             api_fail(c, 500, "internal_error", "handler produced no reply");
         struct evbuffer *out = NULL;
@@ -221,8 +233,9 @@ void http_ctx_finish(struct api_ctx *c)
         evhttp_send_reply(req, c->status, reason_for(c->status), out);
         if (out)
             evbuffer_free(out);
-        http_log_access(c->req_id, c->method, c->path ? c->path : "-", c->status, c->start_us,
-                        c->user.id, false);
+        http_log_access(c->req_id, c->method, c->path ? c->path : "-",
+                        c->route ? c->route->pattern : (c->path ? c->path : "-"), c->status,
+                        c->start_us, c->user.id, false);
     }
     ctx_free(c);
 }
@@ -267,13 +280,14 @@ static bool csrf_ok(struct evhttp_request *req, const char **why)
             o = origin + 7;
         else if (strncmp(origin, "https://", 8) == 0)
             o = origin + 8;
-        if (!o || !host || strcasecmp(o, host) != 0) {
+        if ((!o || !host || strcasecmp(o, host) != 0) && !security_cors_origin(req)) {
             *why = "cross-origin request refused";
             return false;
         }
     }
     const char *sfs = evhttp_find_header(h, "Sec-Fetch-Site");
-    if (sfs && strcmp(sfs, "same-origin") != 0 && strcmp(sfs, "none") != 0) {
+    if (sfs && strcmp(sfs, "same-origin") != 0 && strcmp(sfs, "none") != 0 &&
+        !security_cors_origin(req)) {
         *why = "cross-site request refused";
         return false;
     }
@@ -306,6 +320,25 @@ static void work_cb(void *arg, void *worker_ctx)
                 api_fail(c, 401, "unauthorized", "sign in first (no valid session)");
             else
                 api_fail_err(c, e, "session lookup failed");
+            goto out;
+        }
+    }
+    if (c->authed) {
+        char key[64];
+        int ra = 0;
+        struct config *cfg = &c->app->cfg;
+        snprintf(key, sizeof key, "api:%s", c->user.id);
+        if (!ratelimit_take(c->app->rl, key, cfg->rate_api, &ra)) {
+            c->retry_after = ra;
+            api_fail(c, 429, "rate_limited", "too many requests; try again in %d s", ra);
+            goto out;
+        }
+        snprintf(key, sizeof key, "gen:%s", c->user.id);
+        if ((c->route->flags & ROUTE_GENERATE) &&
+            !ratelimit_take(c->app->rl, key, cfg->rate_generate, &ra)) {
+            c->retry_after = ra;
+            api_fail(c, 429, "rate_limited",
+                     "too many answers requested; try again in %d s", ra);
             goto out;
         }
     }
@@ -342,6 +375,7 @@ static size_t header_bytes(struct evhttp_request *req)
 }
 
 static void health_reply(struct api_ctx *c);
+static void metrics_reply(struct api_ctx *c);
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
@@ -381,7 +415,20 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (rawq && evhttp_parse_query_str(rawq, &c->query) != 0)
         return reply_now(c, 400, "invalid_query", "query string is malformed");
 
-    /* Non-API paths: health and static files, on the loop. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
+        int st = security_preflight(req, c->req_id);
+        http_log_access(c->req_id, c->method, c->path, "preflight", st, c->start_us, NULL, false);
+        c->req = NULL;
+        http_ctx_finish(c);
+        return;
+    }
+    c->client_ip = security_client_ip(req);
+
+    /* Non-API paths: health, metrics and static files, on the loop. */
+    if (strcmp(path, "/metrics") == 0) {
+        metrics_reply(c);
+        return;
+    }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
         health_reply(c);
         return;
@@ -394,7 +441,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     if (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0) {
         int st = static_serve(app->web, req, c->path, c->req_id);
-        http_log_access(c->req_id, c->method, c->path, st, c->start_us, NULL, false);
+        http_log_access(c->req_id, c->method, c->path, "static", st, c->start_us, NULL, false);
         c->req = NULL;
         http_ctx_finish(c);
         return;
@@ -460,10 +507,16 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *lei = evhttp_find_header(in, "Last-Event-ID");
     if (lei)
         c->last_event_id = xstrndup(lei, strnlen(lei, 32));
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-    c->client_ip = xstrdup(addr ? addr : "");
+    if (match->flags & ROUTE_RL_AUTH) {
+        char key[96];
+        int ra = 0;
+        snprintf(key, sizeof key, "auth-ip:%s", c->client_ip);
+        if (!ratelimit_take(app->rl, key, app->cfg.rate_auth, &ra)) {
+            c->retry_after = ra;
+            return reply_now(c, 429, "rate_limited",
+                             "too many sign-in or registration attempts; try again later");
+        }
+    }
 
     if (match->flags & ROUTE_LOOP) {
         match->fn(c);
@@ -506,6 +559,42 @@ static void health_reply(struct api_ctx *c)
     pool_submit(c->app->pool, ready_work, (pool_done_fn)http_ctx_finish, c);
 }
 
+/* ---- metrics ---------------------------------------------------------------- */
+
+/* /metrics: with CHATOPENAII_METRICS_TOKEN as a bearer token, or from the
+ * loopback interface when no token is configured. */
+static void metrics_reply(struct api_ctx *c)
+{
+    const char *tok = c->app->cfg.metrics_token;
+    const char *auth =
+        evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    bool ok;
+    if (tok)
+        ok = auth && strncmp(auth, "Bearer ", 7) == 0 && strlen(auth + 7) == strlen(tok) &&
+             crypto_ct_equal(auth + 7, tok, strlen(tok));
+    else
+        ok = strcmp(c->client_ip, "127.0.0.1") == 0 || strcmp(c->client_ip, "::1") == 0;
+    if (!ok)
+        return reply_now(c, 403, "forbidden",
+                         "metrics need CHATOPENAII_METRICS_TOKEN or a loopback client");
+    struct buf b;
+    buf_init(&b, 16 * 1024 * 1024);
+    metrics_render(c->app, &b);
+    struct evhttp_request *req = c->req;
+    http_add_common_headers(req, c->req_id);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, b.p ? b.p : "", b.len);
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+    buf_cleanup(&b);
+    http_log_access(c->req_id, c->method, c->path, "/metrics", 200, c->start_us, NULL, false);
+    c->req = NULL;
+    http_ctx_finish(c);
+}
+
 /* ---- start/stop ----------------------------------------------------------- */
 
 int http_server_start(struct app *app, char *err, size_t errlen)
@@ -518,6 +607,8 @@ int http_server_start(struct app *app, char *err, size_t errlen)
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(app->http, on_request, app);
+    if (security_init(app, err, errlen) != 0)
+        return -1;
     app->listener = evhttp_bind_socket_with_handle(app->http, app->cfg.listen_host,
                                                    (ev_uint16_t)app->cfg.listen_port);
     if (!app->listener) {

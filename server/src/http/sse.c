@@ -46,7 +46,8 @@ int sse_frame(struct buf *b, long long id, const char *event, const char *data)
 static void conn_free(struct sse_conn *c)
 {
     event_free(c->heartbeat);
-    http_log_access(c->req_id, "GET", c->path, 200, c->start_us, NULL, true);
+    http_log_access(c->req_id, "GET", c->path, "/api/v1/turns/{id}/events", 200, c->start_us,
+                    NULL, true);
     free(c->path);
     free(c);
     g_open--;

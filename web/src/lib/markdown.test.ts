@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from 'vitest';
-import { BlockSplitter, IncrementalMarkdown, blockRenderCount, renderBlock, renderMarkdown, splitBlocks } from './markdown';
+import { BlockSplitter, IncrementalMarkdown, SOFT_HARD, blockRenderCount, renderBlock, renderMarkdown, splitBlocks } from './markdown';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -201,5 +201,65 @@ describe('growing code blocks', () => {
     const u = r.setText(text, 0, { lazyFence: true });
     expect(u.added.length).toBe(1); // the finished fence, rendered once
     expect(r.html()).toBe(renderMarkdown(text));
+  });
+});
+
+describe('endless paragraphs', () => {
+  const words = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `w${from + i}`).join(' ');
+  const sentences = (n: number) => Array.from({ length: n }, (_, i) => `Sentence number ${i} has *some* words, \`code\` and [a link](https://x.example/${i}).`).join(' ');
+
+  it('a paragraph longer than the limit is cut into blocks, the same however it arrives', () => {
+    for (const doc of [words(9000), sentences(900), `Intro.\n\n${sentences(600)}\n\n- a list\n\n${words(5000)} end.`]) {
+      const blocks = splitBlocks(doc);
+      expect(blocks.join('')).toBe(doc);
+      expect(blocks.length).toBeGreaterThan(2);
+      expect(Math.max(...blocks.map((b) => b.length))).toBeLessThan(SOFT_HARD + 200);
+      const r = rng(doc.length);
+      const s = new BlockSplitter();
+      let at = 0;
+      while (at < doc.length) {
+        at = Math.min(doc.length, at + 1 + Math.floor(r() * 400));
+        s.update(doc.slice(0, at));
+      }
+      const one = new BlockSplitter();
+      one.update(doc);
+      expect(s.ends).toEqual(one.ends);
+    }
+  });
+
+  it('cuts only where no inline construct is open', () => {
+    const doc = sentences(900);
+    for (const b of splitBlocks(doc)) {
+      expect((b.match(/`/g) ?? []).length % 2).toBe(0);
+      expect((b.match(/\*/g) ?? []).length % 2).toBe(0);
+      expect((b.match(/\[/g) ?? []).length).toBe((b.match(/\]/g) ?? []).length);
+    }
+    const html = renderMarkdown(doc);
+    expect((html.match(/<a /g) ?? []).length).toBe(900);
+    expect((html.match(/<em>/g) ?? []).length).toBe(900);
+  });
+
+  it('streaming a 300 KB single paragraph keeps each render small', () => {
+    const sizes: number[] = [];
+    const r = new IncrementalMarkdown((src) => {
+      sizes.push(src.length);
+      return '';
+    });
+    let text = '';
+    for (let i = 0; i < 50_000; i += 50) {
+      text += `${words(50, i)} `;
+      r.setText(text);
+    }
+    expect(text.length).toBeGreaterThan(300_000);
+    expect(Math.max(...sizes)).toBeLessThan(SOFT_HARD + 500);
+  });
+
+  it('never cuts tables, lists, fences or math', () => {
+    const table = `| a | b |\n|---|---|\n${Array.from({ length: 2000 }, (_, i) => `| ${i} | word word word |`).join('\n')}`;
+    expect(splitBlocks(table).length).toBe(1);
+    const list = Array.from({ length: 2000 }, (_, i) => `- item ${i} with words. And more`).join('\n');
+    expect(splitBlocks(list).length).toBe(1);
+    const fence = '```\n' + sentences(600) + '\n```';
+    expect(splitBlocks(fence).length).toBe(1);
   });
 });

@@ -111,6 +111,30 @@ function isBlank(line: string): boolean {
 }
 
 /**
+ * A plain paragraph longer than this is cut into several blocks (at a
+ * sentence end, or past SOFT_HARD at any space) where no inline construct is
+ * open, so that one endless paragraph cannot make every chunk re-render the
+ * whole answer. Such a paragraph then renders as several <p>.
+ */
+export const SOFT_MIN = 6000;
+export const SOFT_HARD = 12000;
+const LETTER = /\p{L}/u;
+const LINE_OPENER = /^ {0,3}(?:`|~~|\$\$|\\\[)/;
+
+interface SoftState {
+  ok: boolean | null; // null: not known yet (the block's first character decides)
+  ticks: number;
+  dollars: number;
+  stars: number;
+  tildes: number;
+  brackets: number;
+  parens: number;
+}
+function softReset(): SoftState {
+  return { ok: null, ticks: 0, dollars: 0, stars: 0, tildes: 0, brackets: 0, parens: 0 };
+}
+
+/**
  * Incremental block splitter: feed it the whole text each time (append-only);
  * it only looks at lines it has not seen. `done` holds the end offsets of
  * finished blocks.
@@ -123,6 +147,9 @@ export class BlockSplitter {
   private inMath: '$$' | '\\]' | null = null;
   private blockIsList = false;
   private blockFirstLine = true;
+  private softPos = 0; // next character to look at for a soft cut
+  private soft: SoftState = softReset();
+  private lineStart = 0;
   /** End offsets of finished blocks (each block runs from the previous end). */
   readonly ends: number[] = [];
 
@@ -148,15 +175,20 @@ export class BlockSplitter {
     for (;;) {
       const nl = text.indexOf('\n', this.pos);
       if (nl < 0) break;
+      this.lineStart = this.pos;
       this.line(this.pos, text.slice(this.pos, nl).replace(/\r$/, ''));
+      this.softScan(text, nl + 1);
       this.pos = nl + 1;
     }
+    this.lineStart = this.pos;
     // A partial last line can already settle a boundary: after a blank line,
     // an unindented line ends a block that is not a list.
-    if (this.pos < text.length && this.blankAt >= 0 && !this.fence && !this.inMath && !this.blockIsList) {
-      const c = text.charCodeAt(this.pos);
-      if (c !== 32 && c !== 9 && c !== 13) this.cut(this.pos);
+    // (After a list, only once the line cannot be another item.)
+    if (this.pos < text.length && this.blankAt >= 0 && !this.fence && !this.inMath) {
+      const c = text[this.pos]!;
+      if (c !== ' ' && c !== '\t' && c !== '\r' && !(this.blockIsList && /[-*+\d]/.test(c))) this.cut(this.pos);
     }
+    if (this.pos < text.length) this.softScan(text, text.length);
     return this.ends.length - before;
   }
 
@@ -166,6 +198,101 @@ export class BlockSplitter {
     this.blankAt = -1;
     this.blockFirstLine = true;
     this.blockIsList = false;
+    this.softPos = at;
+    this.soft = softReset();
+  }
+
+  /**
+   * Look for soft cuts in an over-long plain paragraph, over characters not
+   * yet seen, up to `to`. A cut at i depends only on text before i and the
+   * letter at i, so feeding the text in any chunks finds the same cuts.
+   */
+  private softScan(text: string, to: number): void {
+    if (this.blankAt >= 0) return; // a boundary is pending: look again once it is settled
+    const st = this.soft;
+    if (this.fence || this.inMath) st.ok = false;
+    if (st.ok === false) {
+      this.softPos = Math.max(this.softPos, to);
+      return;
+    }
+    for (let i = Math.max(this.softPos, this.blockStart); i < to; i++) {
+      const c = text[i]!;
+      if (st.ok === null) {
+        // Only a plain paragraph: not a list, heading, quote, table, fence, HTML, math or indented code.
+        st.ok = LETTER.test(c) && !/\d/.test(c);
+        if (!st.ok) {
+          this.softPos = to;
+          return;
+        }
+      } else {
+        const len = i - this.blockStart;
+        if (
+          len >= SOFT_MIN &&
+          LETTER.test(c) &&
+          text[i - 1] === ' ' &&
+          (len >= SOFT_HARD || /[.!?]/.test(text[i - 2] ?? '')) &&
+          st.ticks % 2 === 0 &&
+          st.dollars % 2 === 0 &&
+          st.stars % 2 === 0 &&
+          st.tildes % 2 === 0 &&
+          st.brackets === 0 &&
+          st.parens === 0 &&
+          !LINE_OPENER.test(this.lineHead(text, i))
+        ) {
+          this.ends.push(i);
+          this.blockStart = i;
+          this.blockFirstLine = false;
+          this.blockIsList = false;
+          this.soft = softReset();
+          this.soft.ok = true;
+          return this.softScanFrom(text, i, to);
+        }
+      }
+      switch (c) {
+        case '`':
+          st.ticks++;
+          break;
+        case '$':
+          st.dollars++;
+          break;
+        case '*':
+          st.stars++;
+          break;
+        case '~':
+          st.tildes++;
+          break;
+        case '[':
+          st.brackets++;
+          break;
+        case ']':
+          st.brackets--;
+          break;
+        case '(':
+          st.parens++;
+          break;
+        case ')':
+          st.parens--;
+          break;
+        case '|':
+          st.ok = false; // maybe a table: never cut
+          this.softPos = to;
+          return;
+        default:
+          break;
+      }
+    }
+    this.softPos = to;
+  }
+
+  /** The start of the line holding position i, up to i (at most 8 characters). */
+  private lineHead(text: string, i: number): string {
+    const ls = i >= this.lineStart ? this.lineStart : text.lastIndexOf('\n', i - 1) + 1;
+    return text.slice(ls, Math.min(i, ls + 8));
+  }
+
+  private softScanFrom(text: string, at: number, to: number): void {
+    this.softPos = at;
+    this.softScan(text, to);
   }
 
   private line(start: number, l: string): void {

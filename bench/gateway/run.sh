@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# bench/gateway/run.sh [BIN] - what a gateway adds, measured in one run:
+# the same load generator (load.c) sends the same chat completion request
+#   direct       to the fake provider (upstream.c, instant recorded answers),
+#   chatopenaii  to ChatOpenAII's /v1/chat/completions (BIN), relaying to it,
+#   portkey      to the Portkey AI gateway from npm (bench/gateway/portkey/),
+#                relaying to it,
+# streaming and not, at concurrency 1, 64 and 512, and prints added time to
+# first byte / last byte (p50, p99) and throughput as ratios to direct, the
+# gateways' CPU per request, their RSS, and the targets of the gateway issue
+# with PASS/MISS.
+#
+# Knobs (environment): BENCH_WARMUP (s, default 1) and BENCH_DURATION (s,
+# default 3) per cell; BENCH_CONC (default "1 64 512"); BENCH_PORT_BASE
+# (default 19100: upstream, +1 ChatOpenAII, +2 Portkey); BENCH_KEEP=1 keeps
+# the work directory (logs, raw results).
+#
+# Everything runs on this machine's 2 cores: load generator, upstream and
+# gateway compete for them, so a gateway's throughput ratio here is a
+# measure of its CPU cost per request next to the client's and upstream's,
+# not of a network bottleneck (the CPU column shows it directly).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BIN=${1:-build/server/chatopenaii}
+[ -x "$BIN" ] || make build
+FIX=${FIXTURES:-$ROOT/../shared/fixtures}
+SSE=$FIX/openai-chat-sse/openai-python_text-stop.sse
+JSON=$FIX/openai-json/openai-python_chatcmpl_text-stop.json
+[ -f "$SSE" ] && [ -f "$JSON" ] || { echo "bench/gateway: fixtures not found under $FIX" >&2; exit 1; }
+WARM=${BENCH_WARMUP:-1}
+DUR=${BENCH_DURATION:-3}
+CONCS=${BENCH_CONC:-1 64 512}
+PB=${BENCH_PORT_BASE:-19100}
+UP_PORT=$PB COAI_PORT=$((PB + 1)) PK_PORT=$((PB + 2))
+
+# tools: gcc + libcurl headers (the app's build deps), node + npm
+bash scripts/deps.sh >/dev/null
+command -v node >/dev/null && command -v npm >/dev/null || bash scripts/deps.sh test
+PK_DIR=bench/gateway/portkey
+if [ ! -f "$PK_DIR/node_modules/.package-lock.json" ] ||
+   [ "$PK_DIR/package-lock.json" -nt "$PK_DIR/node_modules/.package-lock.json" ]; then
+  echo "bench/gateway: installing Portkey (npm ci in $PK_DIR)"
+  (cd "$PK_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+(cd "$PK_DIR" && node fix-hono.mjs >/dev/null) # idempotent; fails loudly if the fix cannot apply
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+gcc -O2 -o "$WORK/upstream" bench/gateway/upstream.c
+gcc -O2 -o "$WORK/load" bench/gateway/load.c $(pkg-config --cflags --libs libcurl)
+
+wait_http() { # URL: until something answers (any status)
+  for _ in $(seq 1 500); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.02
+  done
+  echo "bench/gateway: $1 never answered" >&2; return 1
+}
+
+# the fake provider
+"$WORK/upstream" "$UP_PORT" "$SSE" "$JSON" >"$WORK/upstream.log" 2>&1 &
+UP_PID=$!; PIDS+=("$UP_PID")
+wait_http "http://127.0.0.1:$UP_PORT/"
+
+# ChatOpenAII, limits off, relaying to the fake provider with the server key
+mkdir -p "$WORK/data"
+CHATOPENAII_LISTEN=127.0.0.1:$COAI_PORT CHATOPENAII_DATA_DIR=$WORK/data CHATOPENAII_LOG_LEVEL=warn \
+  CHATOPENAII_MASTER_KEY=$(printf '%064d' 7) CHATOPENAII_GATEWAY_RPM=0 CHATOPENAII_GATEWAY_TPM=0 \
+  CHATOPENAII_PROVIDER_BASE_URL=http://127.0.0.1:$UP_PORT/v1 CHATOPENAII_PROVIDER_API_KEY=sk-bench \
+  CHATOPENAII_TITLES=off "$BIN" serve >"$WORK/chatopenaii.log" 2>&1 &
+COAI_PID=$!; PIDS+=("$COAI_PID")
+wait_http "http://127.0.0.1:$COAI_PORT/healthz"
+H=(-H 'X-Requested-With: chatopenaii' -H 'Content-Type: application/json')
+curl -fs -c "$WORK/jar" "${H[@]}" -d '{"email":"bench@example.com","password":"benchmark-pw"}' \
+  "http://127.0.0.1:$COAI_PORT/api/v1/auth/register" >/dev/null
+TOKEN=$(curl -fs -b "$WORK/jar" "${H[@]}" -d '{"name":"bench"}' "http://127.0.0.1:$COAI_PORT/api/v1/tokens" |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).secret))')
+
+# Portkey, headless, on Node
+(cd "$PK_DIR" && exec node node_modules/@portkey-ai/gateway/build/start-server.js --port="$PK_PORT" --headless) \
+  >"$WORK/portkey.log" 2>&1 &
+PK_PID=$!; PIDS+=("$PK_PID")
+wait_http "http://127.0.0.1:$PK_PORT/"
+
+url_direct=http://127.0.0.1:$UP_PORT/v1/chat/completions
+url_chatopenaii=http://127.0.0.1:$COAI_PORT/v1/chat/completions
+url_portkey=http://127.0.0.1:$PK_PORT/v1/chat/completions
+hdr_direct=("Authorization: Bearer sk-bench")
+hdr_chatopenaii=("Authorization: Bearer $TOKEN")
+hdr_portkey=("Authorization: Bearer sk-bench" "x-portkey-provider: openai"
+             "x-portkey-custom-host: http://127.0.0.1:$UP_PORT/v1")
+pid_direct=$UP_PID pid_chatopenaii=$COAI_PID pid_portkey=$PK_PID
+MSG='"model":"gpt-4o","messages":[{"role":"user","content":"What is the weather in San Francisco?"}]'
+body_stream="{$MSG,\"stream\":true}"
+body_nonstream="{$MSG}"
+
+# every target answers both modes in full before anything is timed
+for t in direct chatopenaii portkey; do
+  for mode in stream nonstream; do
+    u=url_$t b=body_$mode h="hdr_$t[@]"
+    out=$("$WORK/load" "${!u}" 1 0 0.3 "${!b}" "${!h}")
+    set -- $out
+    if [ "$1" -eq 0 ] || [ "$2" -ne 0 ]; then
+      echo "bench/gateway: $t ($mode) does not answer correctly: $out" >&2
+      echo "--- last lines of its log:" >&2; tail -5 "$WORK/$t.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+  done
+done
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+RES=$WORK/results
+: >"$RES"
+n_cells=$(( 2 * $(wc -w <<<"$CONCS") * 3 ))
+echo "bench/gateway: $n_cells cells of ${WARM}s warm-up + ${DUR}s measured each (about $(( n_cells * (WARM + DUR) ))s)"
+for mode in stream nonstream; do
+  for c in $CONCS; do
+    for t in direct chatopenaii portkey; do
+      u=url_$t b=body_$mode h="hdr_$t[@]" p=pid_$t
+      t0=$(ticks "${!p}")
+      out=$("$WORK/load" "${!u}" "$c" "$WARM" "$DUR" "${!b}" "${!h}" 2>>"$WORK/load.log")
+      t1=$(ticks "${!p}")
+      # mode c target n errors rps ttfb50 ttfb99 ttlb50 ttlb99 bytes total cpu_ticks
+      echo "$mode $c $t $out $((t1 - t0))" >>"$RES"
+    done
+  done
+done
+rss() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+COAI_RSS=$(rss "$COAI_PID" VmRSS) COAI_HWM=$(rss "$COAI_PID" VmHWM)
+PK_RSS=$(rss "$PK_PID" VmRSS) PK_HWM=$(rss "$PK_PID" VmHWM)
+
+awk -v hz="$HZ" -v coai_rss="$COAI_RSS" -v coai_hwm="$COAI_HWM" -v pk_rss="$PK_RSS" \
+    -v pk_hwm="$PK_HWM" -v warm="$WARM" -v dur="$DUR" '
+function ms(us) { return sprintf("%.3f", us / 1000) }
+function add(us) { return sprintf("%+.3f", us / 1000) }
+function verdict(ok) { return ok ? "PASS" : "MISS" }
+{
+  k = $1 SUBSEP $2 SUBSEP $3
+  n[k] = $4; err[k] = $5; rps[k] = $6; f50[k] = $7; f99[k] = $8; l50[k] = $9; l99[k] = $10
+  bytes[k] = $11; total[k] = $12; cpu[k] = $13
+  if (!($1 in seenm)) { seenm[$1] = 1; modes[++nm] = $1 }
+  if (!(($1, $2) in seenc)) { seenc[$1, $2] = 1; if ($1 == modes[1]) concs[++nc] = $2 }
+}
+END {
+  printf "\nGateway overhead: same client, same request, same fake provider (instant recorded answers);\n"
+  printf "%ss warm-up + %ss measured per cell. Times in ms; gateway rows show what they add to direct.\n", warm, dur
+  printf "CPU/req: CPU time of the target process (upstream for direct, the gateway otherwise) per request.\n"
+  for (mi = 1; mi <= nm; mi++) {
+    m = modes[mi]
+    d = m SUBSEP concs[1] SUBSEP "direct"
+    printf "\n== %s (%s B per response) ==\n", m == "stream" ? "streaming, SSE" : "non-streaming, JSON", bytes[d]
+    printf "%5s  %-12s %9s %9s %10s %10s %10s %10s %7s %8s\n", "conc", "target", "req/s", "x direct",
+           "TTFB p50", "TTFB p99", "TTLB p50", "TTLB p99", "errors", "CPU/req"
+    for (ci = 1; ci <= nc; ci++) {
+      c = concs[ci]; d = m SUBSEP c SUBSEP "direct"
+      split("direct chatopenaii portkey", ts, " ")
+      for (ti = 1; ti <= 3; ti++) {
+        t = ts[ti]; k = m SUBSEP c SUBSEP t
+        cpureq = total[k] ? sprintf("%.0fus", cpu[k] / hz * 1e6 / total[k]) : "-"
+        if (t == "direct")
+          printf "%5s  %-12s %9.0f %9s %10s %10s %10s %10s %7d %8s\n", c, t, rps[k], "1.000",
+                 ms(f50[k]), ms(f99[k]), ms(l50[k]), ms(l99[k]), err[k], cpureq
+        else
+          printf "%5s  %-12s %9.0f %9.3f %10s %10s %10s %10s %7d %8s\n", "", t, rps[k],
+                 rps[d] ? rps[k] / rps[d] : 0, add(f50[k] - f50[d]), add(f99[k] - f99[d]),
+                 add(l50[k] - l50[d]), add(l99[k] - l99[d]), err[k], cpureq
+      }
+    }
+  }
+  printf "\n== memory after the runs ==\n"
+  printf "%-12s %12s %12s\n", "", "VmRSS KiB", "VmHWM KiB"
+  printf "%-12s %12d %12d\n", "chatopenaii", coai_rss, coai_hwm
+  printf "%-12s %12d %12d\n", "portkey", pk_rss, pk_hwm
+  printf "%-12s %12.3f %12.3f\n", "ratio", coai_rss / pk_rss, coai_hwm / pk_hwm
+
+  printf "\n== targets (gateway issue) for chatopenaii ==\n"
+  for (mi = 1; mi <= nm; mi++) {
+    m = modes[mi]
+    a = m SUBSEP 1 SUBSEP "chatopenaii"; d = m SUBSEP 1 SUBSEP "direct"
+    if (a in n) {
+      v = f99[a] - f99[d]
+      printf "%-4s %-9s c=1   added TTFB p99 <= 0.2 ms: %+.3f ms\n", verdict(v <= 200), m, v / 1000
+    }
+    a = m SUBSEP 64 SUBSEP "chatopenaii"; d = m SUBSEP 64 SUBSEP "direct"
+    if (a in n) {
+      v = f50[a] - f50[d]; w = f99[a] - f99[d]
+      printf "%-4s %-9s c=64  added TTFB p50 <= 0.3 ms: %+.3f ms\n", verdict(v <= 300), m, v / 1000
+      printf "%-4s %-9s c=64  added TTFB p99 <= 2 ms:   %+.3f ms\n", verdict(w <= 2000), m, w / 1000
+    }
+    for (ci = 1; ci <= nc; ci++) {
+      c = concs[ci]; a = m SUBSEP c SUBSEP "chatopenaii"; d = m SUBSEP c SUBSEP "direct"
+      r = rps[d] ? rps[a] / rps[d] : 0
+      printf "%-4s %-9s c=%-4s throughput >= 0.90 x direct: %.3f\n", verdict(r >= 0.9 && err[a] == 0), m, c, r
+    }
+  }
+  r = coai_rss / pk_rss
+  printf "%-4s RSS < 0.1 x Portkey: %.3f (%d KiB vs %d KiB)\n", verdict(r < 0.1), r, coai_rss, pk_rss
+  printf "\nFor reference, Portkey: "
+  for (mi = 1; mi <= nm; mi++) {
+    m = modes[mi]; a = m SUBSEP 1 SUBSEP "portkey"; d = m SUBSEP 1 SUBSEP "direct"
+    if (a in n) printf "%s c=1 added TTFB p50 %+.3f ms, p99 %+.3f ms. ", m, (f50[a] - f50[d]) / 1000, (f99[a] - f99[d]) / 1000
+  }
+  printf "\n"
+}' "$RES"
+if [ -s "$WORK/load.log" ]; then echo; echo "load generator messages:"; sort "$WORK/load.log" | uniq -c | head; fi

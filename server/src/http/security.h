@@ -1,0 +1,33 @@
+/* security.h - response security headers (CSP and friends), CORS with an
+ * explicit allow-list, client IP and scheme behind trusted proxies, and TLS
+ * termination (certificate reloaded on SIGHUP). State is set once at start
+ * by security_init and read by the loop thread. */
+#ifndef COAI_SECURITY_H
+#define COAI_SECURITY_H
+
+#include <event2/http.h>
+
+#include "../app.h"
+
+int security_init(struct app *app, char *err, size_t errlen);
+void security_cleanup(void);
+
+/* Security headers for every response (HSTS when the request came over TLS,
+ * directly or through a trusted proxy). */
+void security_headers(struct evhttp_request *req);
+/* The request's Origin if it is in the allow-list (borrowed), else NULL. */
+const char *security_cors_origin(struct evhttp_request *req);
+/* CORS headers for an allowed origin. credentials: cookie API (not /v1). */
+void security_cors_headers(struct evhttp_request *req, const char *origin, bool credentials);
+/* Answer an OPTIONS preflight (always replies). Returns the status sent. */
+int security_preflight(struct evhttp_request *req, const char *req_id);
+/* Client address: the peer, or X-Forwarded-For's last untrusted hop when the
+ * peer is a trusted proxy. Heap string. */
+char *security_client_ip(struct evhttp_request *req);
+/* Whether the request reached us over HTTPS. */
+bool security_is_https(struct evhttp_request *req);
+bool security_tls_enabled(void);
+/* Reload the certificate and key (SIGHUP); existing connections keep theirs. */
+int security_tls_reload(char *err, size_t errlen);
+
+#endif
