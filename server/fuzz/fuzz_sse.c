@@ -51,28 +51,30 @@ static void put_field(struct buf *b, const char *p, size_t n)
     (void)buf_append(b, p, n);
 }
 
-/* Snapshot of everything oai_stream exposes, to prove a rejected chunk
- * changed nothing. */
+/* Snapshot of the accumulated state, to prove a rejected chunk changed
+ * nothing. Text and arguments only ever grow by appending, so their lengths
+ * stand for them; ids and names (which a rollback resets) are kept whole. */
 static void snapshot(const struct oai_stream *s, struct buf *b)
 {
     size_t n;
-    const char *p;
+    char num[64];
+    int l;
     buf_reset(b);
-    p = oai_stream_content(s, &n);
-    put_field(b, p, n);
-    p = oai_stream_refusal(s, &n);
-    put_field(b, p, n);
+    (void)oai_stream_content(s, &n);
+    l = snprintf(num, sizeof num, "%zu,", n);
+    (void)buf_append(b, num, (size_t)l);
+    (void)oai_stream_refusal(s, &n);
+    l = snprintf(num, sizeof num, "%zu;", n);
+    (void)buf_append(b, num, (size_t)l);
     size_t nt = oai_stream_tool_count(s);
     for (size_t i = 0; i < nt; i++) {
-        char ix[24];
-        int l = snprintf(ix, sizeof ix, "%d", oai_stream_tool_index(s, i));
-        put_field(b, ix, (size_t)l);
-        p = oai_stream_tool_id(s, i);
+        (void)oai_stream_tool_arguments(s, i, &n);
+        l = snprintf(num, sizeof num, "%d,%zu,", oai_stream_tool_index(s, i), n);
+        (void)buf_append(b, num, (size_t)l);
+        const char *p = oai_stream_tool_id(s, i);
         put_field(b, p, strlen(p));
         p = oai_stream_tool_name(s, i);
         put_field(b, p, strlen(p));
-        p = oai_stream_tool_arguments(s, i, &n);
-        put_field(b, p, n);
     }
 }
 

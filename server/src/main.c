@@ -21,6 +21,7 @@
 #include "gateway/gateway.h"
 #include "http/metrics.h"
 #include "http/security.h"
+#include "http/sentry.h"
 #include "http/static.h"
 #include "lib/ratelimit.h"
 #include "lib/crypto.h"
@@ -287,6 +288,10 @@ static int cmd_serve(struct app *app)
     }
     gateway_new(app);
     char err[256];
+    if (sentry_init(app, err, sizeof err) != 0) {
+        fprintf(stderr, "chatopenaii: %s\n", err);
+        return 2;
+    }
     if (http_server_start(app, err, sizeof err) != 0) {
         fprintf(stderr, "chatopenaii: %s\n", err);
         return 1;
@@ -327,6 +332,7 @@ static int cmd_serve(struct app *app)
     ratelimit_free(app->rl);
     metrics_cleanup();
     security_cleanup();
+    sentry_cleanup();
     static_free(app->web);
     event_base_free(app->base);
     secure_wipe(app->box_key, sizeof app->box_key);

@@ -723,6 +723,7 @@ describe('gateway', { concurrency: 4 }, () => {
   test('admin endpoints answer 403 to a non-admin and change nothing', () => withGw({}, async (ctx) => {
     const b = await newUser(ctx, 'bob');
     const key = await addPoolKey(ctx.admin, ctx.fake, 'sk-admins-key');
+    const pricesBefore = (await ctx.admin.get('/api/v1/admin/prices')).json.data;
     const calls = [
       ['GET', '/api/v1/admin/keys'],
       ['POST', '/api/v1/admin/keys', { name: 'x', api_key: 'sk-from-bob', base_url: ctx.fake.baseURL }],
@@ -742,7 +743,7 @@ describe('gateway', { concurrency: 4 }, () => {
     }
     const keys = await poolKeys(ctx.admin, 1);
     assert.equal(keys[0].enabled, true);
-    assert.equal((await ctx.admin.get('/api/v1/admin/prices')).json.data.length, 0);
+    assert.deepEqual((await ctx.admin.get('/api/v1/admin/prices')).json.data, pricesBefore, 'the price table is unchanged');
     const lim = await ctx.admin.get(`/api/v1/admin/users/${ctx.admin.id}/limits`);
     assert.equal(lim.json.limits.rpm, null);
     assert.equal((await ctx.admin.get('/api/v1/admin/users')).status, 200);

@@ -196,3 +196,17 @@ void api_sessions_delete(struct api_ctx *c)
         auth_cookie_clear(c);
     api_reply_take(c, 204, NULL);
 }
+
+/* Public, cacheable facts the web app needs before sign-in. Runs on the loop. */
+void api_config_get(struct api_ctx *c)
+{
+    struct config *cfg = &c->app->cfg;
+    const char *env = cfg->env == ENV_PRODUCTION ? "production"
+                      : cfg->env == ENV_STAGING  ? "staging"
+                                                 : "development";
+    api_reply_take(c, 200,
+                   json_pack("{s:b,s:s,s:o,s:s}", "registration_open", cfg->registration_open,
+                             "environment", env, "sentry_dsn",
+                             cfg->sentry_dsn ? json_string(cfg->sentry_dsn) : json_null(),
+                             "version", "0.1.0"));
+}

@@ -15,6 +15,7 @@ void api_me_get(struct api_ctx *c);
 void api_me_password(struct api_ctx *c);
 void api_sessions_list(struct api_ctx *c);
 void api_sessions_delete(struct api_ctx *c);
+void api_config_get(struct api_ctx *c);
 
 /* connection.c */
 void api_connection_get(struct api_ctx *c);

@@ -4,6 +4,7 @@
 #include "api.h"
 
 const struct route api_routes[] = {
+    {"GET", "/api/v1/config", api_config_get, ROUTE_LOOP, "public settings for the web app"},
     {"POST", "/api/v1/auth/register", api_auth_register, ROUTE_RL_AUTH, "create an account and sign in"},
     {"POST", "/api/v1/auth/login", api_auth_login, ROUTE_RL_AUTH, "sign in"},
     {"POST", "/api/v1/auth/logout", api_auth_logout, ROUTE_AUTH, "sign out"},

@@ -22,6 +22,7 @@
 #include "../api/api.h"
 #include "../http/http.h"
 #include "../http/metrics.h"
+#include "../http/sentry.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
 #include "../lib/crypto.h"
@@ -508,6 +509,7 @@ static void record_and_free(struct gw_req *g, int status)
                                      u.completion_tokens);
         u.latency_ms = (mono_us() - g->start_us) / 1000;
         u.status = status;
+        metrics_tokens(u.prompt_tokens, u.completion_tokens);
         gateway_record(g->app, &u);
         json_decref(root);
     }
@@ -749,6 +751,11 @@ static void on_upstream_done(CURL *easy, CURLcode rc, void *arg)
             start_upstream(g);
             return;
         }
+        metrics_provider_error("provider_unreachable");
+        if (sentry_enabled())
+            sentry_capture(g->app, "warning", "provider failure",
+                           json_pack("{s:s,s:s,s:s}", "code", "provider_unreachable", "route",
+                                     "/v1", "request_id", g->req_id));
         reply_error(g, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "server_error",
                     "provider_unreachable", -1, false, "could not reach the provider: %s",
                     curl_easy_strerror(rc));

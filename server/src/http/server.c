@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "route.h"
 #include "security.h"
+#include "sentry.h"
 #include "static.h"
 
 /* ---- error replies ------------------------------------------------------- */
@@ -230,6 +231,11 @@ void http_ctx_finish(struct api_ctx *c)
             evbuffer_add(out, s, strlen(s));
             free(s);
         }
+        if (c->status >= 500 && sentry_enabled())
+            sentry_capture(c->app, "error", "server error answer",
+                           json_pack("{s:s,s:s,s:s,s:i}", "route",
+                                     c->route ? c->route->pattern : "-", "method", c->method,
+                                     "request_id", c->req_id, "status", c->status));
         evhttp_send_reply(req, c->status, reason_for(c->status), out);
         if (out)
             evbuffer_free(out);

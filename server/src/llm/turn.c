@@ -9,6 +9,8 @@
 #include <strings.h>
 
 #include "../gateway/gateway.h"
+#include "../http/metrics.h"
+#include "../http/sentry.h"
 #include "../http/sse.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
@@ -428,6 +430,7 @@ static void record_usage(struct turn *t)
     if (u.completion_tokens < 0)
         u.completion_tokens = 0;
     u.cost_micros = gateway_cost(t->app, u.model, u.prompt_tokens, 0, u.completion_tokens);
+    metrics_tokens(u.prompt_tokens, u.completion_tokens);
     u.latency_ms = (mono_us() - t->started_us) / 1000;
     u.status = strcmp(t->msg.status, "error") == 0 ? (t->http_status >= 400 ? (int)t->http_status : 502)
                                                     : 200;
@@ -481,6 +484,13 @@ static void finish(struct turn *t, const char *status, json_t *error)
         free(t->msg.error);
         t->msg.error = json_dumps(error, JSON_COMPACT);
         publish(t, "error", json_incref(error));
+        const char *code = json_string_value(json_object_get(error, "code"));
+        metrics_provider_error(code);
+        if (sentry_enabled() && strcmp(status, "interrupted") != 0)
+            sentry_capture(t->app, "warning", "provider failure",
+                           json_pack("{s:s,s:s,s:s,s:I}", "code", code ? code : "unknown",
+                                     "model", t->msg.model ? t->msg.model : "", "turn", t->msg.id,
+                                     "provider_status", (json_int_t)t->http_status));
         log_warn("turn failed", "turn", t->msg.id, "code",
                  json_string_value(json_object_get(error, "code")), NULL);
     }

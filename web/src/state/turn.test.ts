@@ -67,3 +67,10 @@ describe('turn events', () => {
     expect(m.rev).toBe(1);
   });
 });
+
+describe('done without a running turn', () => {
+  it('a message the server still calls streaming but no longer runs is interrupted', () => {
+    const m = applyTurnEvent(toUi(base), { type: 'done', id: null, data: { status: 'streaming', message: base } }, true);
+    expect(m.status).toBe('interrupted');
+  });
+});

@@ -82,7 +82,9 @@ export function applyTurnEvent(m: UiMessage, ev: TurnEvent, fromStart: boolean):
     }
     case 'done': {
       const same = messageText(ev.data.message) === messageText(cur);
-      return { ...ev.data.message, status: ev.data.status, rev: same ? cur.rev : cur.rev + 1, note: null };
+      // A turn the server no longer runs but never finished reads as interrupted.
+      const status = ev.data.status === 'streaming' ? 'interrupted' : ev.data.status;
+      return { ...ev.data.message, status, rev: same ? cur.rev : cur.rev + 1, note: null };
     }
     default:
       return cur;
