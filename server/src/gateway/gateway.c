@@ -456,7 +456,7 @@ static void record_and_free(struct gw_req *g, int status)
         memcpy(u.user_id, g->user_id, sizeof u.user_id);
         memcpy(u.token_id, g->token_id, sizeof u.token_id);
         memcpy(u.key_id, g->key_id, sizeof u.key_id);
-        snprintf(u.key_source, sizeof u.key_source, "%s", g->key_source[0] ? g->key_source : "none");
+        snprintf(u.key_source, sizeof u.key_source, "%s", g->key_source); /* "" = no key was used */
         snprintf(u.endpoint, sizeof u.endpoint, "%s", g->path + 1);
         u.prompt_tokens = u.completion_tokens = u.cached_tokens = 0;
         const char *model = g->model;

@@ -409,7 +409,7 @@ static void record_usage(struct turn *t)
     memset(&u, 0, sizeof u);
     memcpy(u.user_id, t->user_id, sizeof u.user_id);
     memcpy(u.key_id, t->key_id, sizeof u.key_id);
-    snprintf(u.key_source, sizeof u.key_source, "%s", t->key_source[0] ? t->key_source : "none");
+    snprintf(u.key_source, sizeof u.key_source, "%s", t->key_source);
     snprintf(u.endpoint, sizeof u.endpoint, "chat");
     const char *model = oai_stream_model(t->oai) ? oai_stream_model(t->oai) : t->msg.model;
     u.model = (char *)(model ? model : "");
