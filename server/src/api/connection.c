@@ -96,11 +96,13 @@ enum app_err api_provider_resolve(struct api_ctx *c, struct provider_conn *out)
     return APP_OK;
 }
 
+/* No personal connection: the organisation's key pool, else the server default. */
 static json_t *server_default_view(struct app *app)
 {
+    bool pool = gateway_pool_available(app);
     return json_pack("{s:n,s:s,s:b,s:n,s:s}", "id", "base_url", app->cfg.provider_base_url,
-                     "has_key", app->cfg.provider_api_key != NULL, "key_last4", "source",
-                     "server");
+                     "has_key", pool || app->cfg.provider_api_key != NULL, "key_last4", "source",
+                     pool ? "pool" : "server");
 }
 
 void api_connection_get(struct api_ctx *c)

@@ -155,7 +155,8 @@ static void begin_turn(struct api_ctx *c, struct store_chat *ch, const char *par
     if (e == APP_ENOTFOUND) {
         spec_free(spec);
         return api_fail(c, 400, "provider_not_configured",
-                        "no provider API key: save a connection in settings first");
+                        "no provider API key: save a connection in settings first (or ask an "
+                        "administrator to add one to the key pool)");
     }
     if (e != APP_OK) {
         spec_free(spec);
