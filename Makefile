@@ -9,7 +9,7 @@ ASAN_BUILD ?= build-asan
 BIN        := $(BUILD)/server/chatopenaii
 ASAN_BIN   := $(ASAN_BUILD)/server/chatopenaii
 
-.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway clean check
+.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway clean check coverage fuzz
 
 all: build
 
@@ -54,8 +54,17 @@ bench: build
 bench-gateway: build
 	@bash bench/gateway/run.sh $(BIN)
 
+# line coverage of the C server and the web app, each at least 80%
+coverage: deps-test
+	@bash scripts/coverage.sh
+
+# libFuzzer harnesses, FUZZ_SECONDS each (default 60)
+fuzz:
+	@bash scripts/deps.sh fuzz
+	@bash server/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
 check:
 	@bash scripts/check.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-cov build-fuzz

@@ -14,8 +14,14 @@ TEST_PKGS=(libcmocka-dev curl)
 BENCH_PKGS=(wrk bc curl)
 
 want=("${BUILD_PKGS[@]}")
+# coverage: lcov (C), fuzzing: clang with libFuzzer
+COV_PKGS=(lcov libcmocka-dev curl)
+FUZZ_PKGS=(clang libclang-rt-14-dev)
+
 case "${1:-}" in
   test) want+=("${TEST_PKGS[@]}") ;;
+  coverage) want+=("${COV_PKGS[@]}") ;;
+  fuzz) want+=("${FUZZ_PKGS[@]}") ;;
   bench) want+=("${BENCH_PKGS[@]}") ;;
 esac
 
