@@ -38,14 +38,17 @@ SRC_keys="$LIB lib/crypto.c"
 SRC_config="$LIB lib/log.c config.c"
 ALL=$(cd server/src && find . -name '*.c' ! -name main.c | sed 's|^\./||' | sort)
 SRC_json=$(printf '%s\n' $ALL | grep -v -e '^api/messages\.c$' -e '^api/chats\.c$' \
-    -e '^api/tokens\.c$' -e '^api/accounts\.c$')
+    -e '^api/tokens\.c$' -e '^api/accounts\.c$' -e '^api/connection\.c$' -e '^api/admin\.c$')
 SRC_upstream=$(printf '%s\n' $ALL | grep -v -e '^llm/turn\.c$')
 
 LIBS_sse="-ljansson"
 LIBS_path="-levent"
 LIBS_keys="-lcrypto -largon2"
 LIBS_config=""
-LIBS_all="-ljansson -levent -lcurl -lsqlite3 -lcrypto -largon2 -lpthread -lm"
+# Everything the server links (the same dependencies as meson.build).
+LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson sqlite3 \
+    libcrypto libargon2 2>/dev/null || echo -levent_openssl -levent -lssl -lcurl -ljansson \
+    -lsqlite3 -lcrypto -largon2) -lpthread -lm"
 LIBS_json=$LIBS_all
 LIBS_upstream=$LIBS_all
 

@@ -140,7 +140,12 @@ function assertOpenAIError(res, status, code, what) {
 const chatBody = (model = 'gpt-4o', extra = {}) => ({ model, messages: USER_MSG, ...extra });
 
 async function completeOk(client, model = 'gpt-4o', what = 'completion') {
-  const r = await client.chat.completions.create(chatBody(model));
+  let r;
+  try {
+    r = await client.chat.completions.create(chatBody(model));
+  } catch (err) {
+    throw new Error(`${what}: ${err.constructor?.name}: ${err.message}`, { cause: err });
+  }
   assert.equal(r.choices[0].message.content, TEXT_CONTENT, `${what}: content`);
   return r;
 }
@@ -619,6 +624,14 @@ describe('gateway', { concurrency: 4 }, () => {
     assert.equal(kg.enabled, true);
     assert.equal(kg.health.state, 'ok');
     assert.ok(!keys.text.includes('sk-good-0001') && !keys.text.includes('sk-bad'), 'keys are never shown');
+    // per-key health and usage for the admin
+    assert.ok(kb.health.errors_since_start >= 1, `bad key errors: ${JSON.stringify(kb.health)}`);
+    assert.match(String(kb.health.last_error), /401/);
+    assert.equal(kg.health.errors_since_start, 0);
+    const tokens = 6 * TEXT_JSON.usage.total_tokens + TEXT_SSE.usage.total_tokens;
+    const used = await poll(() => ctx.admin.get('/api/v1/admin/keys'), (r) => keyById(r.json.data, good.id)?.usage_30d?.requests === 7,
+      { what: 'good key usage_30d.requests = 7' });
+    assert.deepEqual(keyById(used.json.data, good.id).usage_30d, { requests: 7, tokens, errors: 0 });
 
     // persistently: a restart does not bring it back
     await ctx.restart();
@@ -718,6 +731,23 @@ describe('gateway', { concurrency: 4 }, () => {
     await poll(() => ctx.admin.get('/api/v1/admin/keys'), (r) => r.json.data[0]?.health?.state === 'ok', { what: 're-enabled' });
     await raw.post('/v1/chat/completions', chatBody());
     assert.equal(countAuth(ctx.fake, 'sk-bad'), 2, 'back in rotation');
+  }));
+
+  test('pool: a web chat turn of a user without a key fails over from a 401 pool key and completes', () => withGw({ serverKey: false }, async (ctx) => {
+    await addPoolKey(ctx.admin, ctx.fake, 'sk-bad', { weight: 1000 });
+    await addPoolKey(ctx.admin, ctx.fake, 'sk-good-0003', { weight: 1 });
+    await poolKeys(ctx.admin, 2);
+    const b = await newUser(ctx, 'bob');
+    const ch = await b.post('/api/v1/chats', { title: 'pool turn' });
+    assert.equal(ch.status, 201, ch.text);
+    const m = await b.post(`/api/v1/chats/${ch.json.chat.id}/messages`, { content: 'Hello there', model: 'gpt-4o' });
+    assert.equal(m.status, 202, m.text);
+    const events = await collectSse(b, `/api/v1/turns/${m.json.turn.id}/events`, { until: (ev) => ev.event === 'done', timeoutMs: 15000 });
+    const done = JSON.parse(events.at(-1).data);
+    assert.equal(done.status, 'complete', JSON.stringify(done));
+    assert.deepEqual(done.message.content, [{ type: 'text', text: TEXT_SSE.content }]);
+    assert.ok(countAuth(ctx.fake, 'sk-bad') <= 1, 'the bad key is used at most once');
+    assert.ok(countAuth(ctx.fake, 'sk-good-0003') >= 1);
   }));
 
   test('admin endpoints answer 403 to a non-admin and change nothing', () => withGw({}, async (ctx) => {
