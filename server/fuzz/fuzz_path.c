@@ -175,7 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *q = evhttp_uri_get_query(uri);
         if (q) {
             struct evkeyvalq h;
-            TAILQ_INIT(&h);
+            h.tqh_first = NULL; /* TAILQ_INIT, as server.c does */
+            h.tqh_last = &h.tqh_first;
             if (evhttp_parse_query_str(q, &h) == 0) {
                 const char *v = evhttp_find_header(&h, "cursor");
                 if (v)
