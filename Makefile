@@ -31,9 +31,10 @@ build: deps $(BUILD)/build.ninja
 build-asan: deps-test $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
-# The web app (web/), once it exists, is built here from its lockfile.
+# The web app (web/), built from its lockfile (npm ci only when it changed).
 web:
-	@if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
+	@cd web && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  npm ci --no-audit --no-fund --loglevel=error; fi && npm run build
 
 run: build web
 	@mkdir -p data
@@ -45,7 +46,7 @@ unit: build-asan
 api: build-asan
 	@COAI_BIN=$(CURDIR)/$(ASAN_BIN) bash tests/run-api.sh
 
-test: build-asan
+test: build-asan web
 	@bash tests/run-all.sh $(ASAN_BUILD)
 
 bench: build

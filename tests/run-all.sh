@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 status=0
 echo "== C unit tests (ASan+UBSan)"
 bash tests/run-unit.sh "$build" || status=1
+echo "== web unit tests (Vitest)"
+(cd web && npm test) || status=1
 echo "== API tests (real binary, fake upstream)"
 COAI_BIN="$PWD/$build/server/chatopenaii" bash tests/run-api.sh || status=1
 if [ $status = 0 ]; then echo "all suites passed"; else echo "SOME SUITES FAILED"; fi

@@ -71,7 +71,7 @@ static bool origins_ok(const char *list)
         const char *h = strncmp(o, "https://", 8) == 0 ? o + 8
                         : strncmp(o, "http://", 7) == 0 ? o + 7
                                                         : NULL;
-        if (!h || !*h || strchr(h, '/') || strchr(h, ' ') || strcmp(o, "*") == 0)
+        if (!h || !*h || strchr(h, '/') || strchr(h, ' ') || strchr(h, '*') || strcmp(o, "*") == 0)
             ok = false;
     }
     free(copy);
@@ -126,10 +126,11 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     cfg->data_dir = xstrdup(env("CHATOPENAII_DATA_DIR") ? env("CHATOPENAII_DATA_DIR") : "./data");
     const char *db = env("CHATOPENAII_DATABASE_URL");
     if (db) {
-        if (strncmp(db, "sqlite:", 7) != 0 && strcmp(db, ":memory:") != 0) {
+        if (strncmp(db, "sqlite:", 7) != 0 && strcmp(db, ":memory:") != 0 &&
+            strncmp(db, "postgres://", 11) != 0 && strncmp(db, "postgresql://", 13) != 0) {
             snprintf(err, errlen,
-                     "CHATOPENAII_DATABASE_URL must start with sqlite: (PostgreSQL arrives "
-                     "with the scale-out work)");
+                     "CHATOPENAII_DATABASE_URL must start with sqlite:, postgres:// or "
+                     "postgresql://");
             return -1;
         }
         cfg->database_url = xstrdup(db);

@@ -236,6 +236,44 @@ static int seed_prices(struct config *cfg)
     return e == APP_OK ? 0 : -1;
 }
 
+/* Orderly teardown, also after a failed start (every part may be NULL):
+ * the pool first (finishes queued store writes). */
+static void serve_teardown(struct app *app)
+{
+    if (app->pool)
+        pool_free(app->pool);
+    app->pool = NULL;
+    if (app->turns)
+        turns_free(app->turns);
+    if (app->gw)
+        gateway_free(app->gw);
+    if (app->sig_term)
+        event_free(app->sig_term);
+    if (app->sig_int)
+        event_free(app->sig_int);
+    if (app->sig_hup)
+        event_free(app->sig_hup);
+    if (app->housekeeping)
+        event_free(app->housekeeping);
+    if (app->shutdown_poll)
+        event_free(app->shutdown_poll);
+    if (app->http)
+        evhttp_free(app->http);
+    if (app->curl)
+        curlev_free(app->curl);
+    models_cache_free(app->models);
+    if (app->rl)
+        ratelimit_free(app->rl);
+    metrics_cleanup();
+    security_cleanup();
+    sentry_cleanup();
+    if (app->web)
+        static_free(app->web);
+    if (app->base)
+        event_base_free(app->base);
+    secure_wipe(app->box_key, sizeof app->box_key);
+}
+
 static int cmd_serve(struct app *app)
 {
     struct config *cfg = &app->cfg;
@@ -257,6 +295,7 @@ static int cmd_serve(struct app *app)
         store_close(st);
         return 1;
     }
+    const char *backend = store_backend(st); /* a static name: outlives st */
     int64_t n = 0;
     if (store_message_mark_interrupted(st, &n) != APP_OK) {
         fprintf(stderr, "chatopenaii: crash recovery failed: %s\n", store_errmsg(st));
@@ -279,21 +318,26 @@ static int cmd_serve(struct app *app)
     app->web = static_load(cfg->web_dir);
     app->rl = ratelimit_new();
     metrics_init();
-    if (seed_prices(cfg) != 0)
+    if (seed_prices(cfg) != 0) {
+        serve_teardown(app);
         return 1;
+    }
     app->pool = pool_new(app->base, cfg->workers, worker_init, worker_fini, app);
     if (!app->pool) {
         fprintf(stderr, "chatopenaii: cannot start workers (CHATOPENAII_DATABASE_URL)\n");
+        serve_teardown(app);
         return 1;
     }
     gateway_new(app);
     char err[256];
     if (sentry_init(app, err, sizeof err) != 0) {
         fprintf(stderr, "chatopenaii: %s\n", err);
+        serve_teardown(app);
         return 2;
     }
     if (http_server_start(app, err, sizeof err) != 0) {
         fprintf(stderr, "chatopenaii: %s\n", err);
+        serve_teardown(app);
         return 1;
     }
     app->sig_term = evsignal_new(app->base, SIGTERM, on_signal, app);
@@ -310,32 +354,12 @@ static int cmd_serve(struct app *app)
     snprintf(port, sizeof port, "=%d", app->port);
     snprintf(workers, sizeof workers, "=%d", cfg->workers);
     log_info("listening", "host", cfg->listen_host, "port", port, "workers", workers, "store",
-             "sqlite", "provider", cfg->provider_base_url, "default_key",
+             backend, "provider", cfg->provider_base_url, "default_key",
              cfg->provider_api_key ? "=true" : "=false", NULL);
 
     event_base_dispatch(app->base);
 
-    /* Orderly teardown: the pool first (finishes queued store writes). */
-    pool_free(app->pool);
-    app->pool = NULL;
-    turns_free(app->turns);
-    gateway_free(app->gw);
-    event_free(app->sig_term);
-    event_free(app->sig_int);
-    event_free(app->sig_hup);
-    event_free(app->housekeeping);
-    if (app->shutdown_poll)
-        event_free(app->shutdown_poll);
-    evhttp_free(app->http);
-    curlev_free(app->curl);
-    models_cache_free(app->models);
-    ratelimit_free(app->rl);
-    metrics_cleanup();
-    security_cleanup();
-    sentry_cleanup();
-    static_free(app->web);
-    event_base_free(app->base);
-    secure_wipe(app->box_key, sizeof app->box_key);
+    serve_teardown(app);
     log_info("stopped", NULL);
     return 0;
 }

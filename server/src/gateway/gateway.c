@@ -865,6 +865,27 @@ static bool choose_key(struct gw_req *g)
     return false;
 }
 
+/* Seconds until the first enabled pool key that is cooling down (or out of
+ * its own request budget) can serve again, rounded up; -1 when no enabled
+ * key is merely waiting (none at all, or every one disabled). */
+static long pool_wait_s(struct gw_req *g)
+{
+    struct gateway *gw = g->gw;
+    int64_t now = mono_us();
+    int64_t best = -1;
+    for (size_t i = 0; i < gw->nkeys; i++) {
+        const struct pool_key *k = &gw->keys[i];
+        if (!k->enabled)
+            continue;
+        int64_t until = k->cool_until_us > now ? k->cool_until_us - now : 1000000;
+        if (best < 0 || until < best)
+            best = until;
+    }
+    if (best < 0)
+        return -1;
+    return (long)((best + 999999) / 1000000);
+}
+
 static void start_upstream(struct gw_req *g)
 {
     if (g->client_gone) {
@@ -877,6 +898,12 @@ static void start_upstream(struct gw_req *g)
         return;
     }
     if (!choose_key(g)) {
+        long wait_s = pool_wait_s(g);
+        if (wait_s >= 0 && !(g->p && g->p->has_own))
+            return reply_error(g, 503, "server_error", "provider_keys_busy", wait_s, false,
+                               "every provider key is rate limited right now; try again in "
+                               "%ld s",
+                               wait_s);
         if (g->ntried > 0 && strcmp(g->key_source, "pool") == 0)
             return reply_error(g, 503, "server_error", "no_provider_key", 5, false,
                                "every provider key is unavailable right now (invalid or "
@@ -927,6 +954,10 @@ static void start_upstream(struct gw_req *g)
     curl_easy_setopt(g->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(g->easy, CURLOPT_WRITEDATA, g);
     g->status = 0;
+    for (size_t i = 0; i < g->nfh; i++) { /* headers of a failed-over attempt */
+        free(g->fh[i].name);
+        free(g->fh[i].value);
+    }
     g->nfh = 0;
     g->retry_after_s = -1;
     if (curlev_add(g->app->curl, g->easy, on_upstream_done, g) != 0) {

@@ -253,12 +253,14 @@ int security_preflight(struct evhttp_request *req, const char *req_id)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     http_add_common_headers(req, req_id);
-    evhttp_add_header(h, "Vary", "Origin, Access-Control-Request-Method, "
-                                 "Access-Control-Request-Headers");
+    /* the common headers already carry Allow-Origin, credentials and
+     * "Vary: Origin" for a listed origin: add only what a preflight needs */
     const char *origin = security_cors_origin(req);
-    const char *uri = evhttp_request_get_uri(req);
+    evhttp_add_header(h, "Vary", origin ? "Access-Control-Request-Method, "
+                                          "Access-Control-Request-Headers"
+                                        : "Origin, Access-Control-Request-Method, "
+                                          "Access-Control-Request-Headers");
     if (origin) {
-        security_cors_headers(req, origin, strncmp(uri, "/v1/", 4) != 0);
         evhttp_add_header(h, "Access-Control-Allow-Methods",
                           "GET, POST, PUT, PATCH, DELETE, OPTIONS");
         evhttp_add_header(h, "Access-Control-Allow-Headers",

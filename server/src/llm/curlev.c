@@ -57,9 +57,10 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
     struct curlev *c = arg;
     int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     curl_multi_socket_action(c->multi, fd, action, &c->running);
+    /* No timer fiddling here: curl owns it through timer_cb, and a done
+     * callback may just have added a new transfer whose 0 ms timer must
+     * stay armed (key-pool failover does exactly that). */
     check_done(c);
-    if (c->running <= 0 && evtimer_pending(c->timer, NULL))
-        evtimer_del(c->timer);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
