@@ -104,7 +104,9 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
             for (const e of entries) {
               const id = (e.target as HTMLElement).dataset.row;
               if (!id) continue;
-              const h = (e.target as HTMLElement).offsetHeight;
+              // borderBoxSize does not force a layout the way offsetHeight can.
+              const box = e.borderBoxSize?.[0];
+              const h = Math.round(box ? box.blockSize : (e.target as HTMLElement).offsetHeight);
               if (measured.current.get(id) !== h) {
                 measured.current.set(id, h);
                 changed = true;

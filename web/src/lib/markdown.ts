@@ -150,6 +150,7 @@ export class BlockSplitter {
   private softPos = 0; // next character to look at for a soft cut
   private soft: SoftState = softReset();
   private lineStart = 0;
+  private nlScan = 0; // no line break before this offset after pos
   /** End offsets of finished blocks (each block runs from the previous end). */
   readonly ends: number[] = [];
 
@@ -173,8 +174,12 @@ export class BlockSplitter {
   update(text: string): number {
     const before = this.ends.length;
     for (;;) {
-      const nl = text.indexOf('\n', this.pos);
-      if (nl < 0) break;
+      // Search only text not searched before: one endless line costs O(chunk).
+      const nl = text.indexOf('\n', Math.max(this.pos, this.nlScan));
+      if (nl < 0) {
+        this.nlScan = text.length;
+        break;
+      }
       this.lineStart = this.pos;
       this.line(this.pos, text.slice(this.pos, nl).replace(/\r$/, ''));
       this.softScan(text, nl + 1);

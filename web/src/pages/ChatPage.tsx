@@ -100,6 +100,10 @@ export function ChatPage({ chatId }: { chatId: string | null }) {
     }
   };
 
+  useEffect(() => {
+    document.title = chatId ? `${c?.title || 'Chat'} · ChatOpenAII` : 'ChatOpenAII';
+  }, [chatId, c?.title]);
+
   const reason = noKeyReason(connection.value);
   const title = chatId ? (c ? chatTitle(c) : chatLoading.value ? '' : 'Chat') : 'New chat';
   const err = chatId && !chat ? chatError.value : null;

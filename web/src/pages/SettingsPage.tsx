@@ -280,6 +280,7 @@ function SessionsSection() {
 export function SettingsPage() {
   useEffect(() => {
     void loadConnection();
+    document.title = 'Settings · ChatOpenAII';
   }, []);
   return (
     <main class="settings-page" id="main" tabIndex={-1} data-testid="settings-page">
