@@ -6,16 +6,17 @@ set -euo pipefail
 
 # build: compiler, meson/ninja, libraries (-dev)
 BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-dev
-  libjansson-dev libsqlite3-dev libssl-dev libargon2-dev)
-# tests: cmocka, node (for API tests), curl for smoke checks
-TEST_PKGS=(libcmocka-dev curl)
+  libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev)
+# tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
+# server for the throwaway cluster of tests/pg.sh
+TEST_PKGS=(libcmocka-dev curl postgresql)
 
 # bench: load generator and calculator
 BENCH_PKGS=(wrk bc curl)
 
 want=("${BUILD_PKGS[@]}")
 # coverage: lcov (C), fuzzing: clang with libFuzzer
-COV_PKGS=(lcov libcmocka-dev curl)
+COV_PKGS=(lcov libcmocka-dev curl postgresql)
 FUZZ_PKGS=(clang libclang-rt-14-dev)
 
 case "${1:-}" in

@@ -14,7 +14,12 @@
  * the direct baseline is as fast as this machine allows and the figures
  * through a gateway show the gateway.
  *
- * Usage: upstream PORT SSE_FILE JSON_FILE    (prints "ready" when listening)
+ * With DELAY_MS > 0 every answer is held that long before it is sent (a
+ * provider's time to first token; the streamed events still leave in one
+ * write): then throughput is bounded by latency, not by this machine's
+ * CPU, as it is in front of a real provider.
+ *
+ * Usage: upstream PORT SSE_FILE JSON_FILE [DELAY_MS]   (prints "ready")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,22 +28,45 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RBUF 65536
 
 struct conn {
     int fd;
+    int pending;       /* answers waiting for their delay */
+    bool closed;       /* closed while answers were pending: free at 0 */
     size_t len;        /* bytes in rbuf */
     char *out;         /* pending output (only when a write was short) */
     size_t out_len, out_off;
     char rbuf[RBUF];
 };
+
+/* delayed answers: the delay is constant, so they fall due in FIFO order */
+struct pend {
+    struct conn *c;
+    const char *p;
+    size_t n;
+    int64_t due_us;
+    struct pend *next;
+};
+static struct pend *pend_head, *pend_tail;
+static int64_t delay_us;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static char *resp_stream, *resp_json, *resp_404;
 static size_t resp_stream_len, resp_json_len, resp_404_len;
@@ -129,10 +157,15 @@ static void build_responses(const char *sse_path, const char *json_path)
 
 static void conn_close(int ep, struct conn *c)
 {
+    if (c->closed)
+        return;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    free(c->out);
-    free(c);
+    c->closed = true;
+    if (!c->pending) {
+        free(c->out);
+        free(c);
+    }
 }
 
 /* Queue or write a response. Returns -1 if the connection died. */
@@ -207,17 +240,32 @@ static int handle(int ep, struct conn *c)
         if (c->len < hlen + clen)
             return 0;
         const char *body = c->rbuf + hlen;
-        int rc;
+        const char *r;
+        size_t rn;
         if (strncmp(c->rbuf, "POST ", 5) != 0 ||
-            !memmem(c->rbuf, hlen, "/chat/completions ", 18))
-            rc = send_resp(ep, c, resp_404, resp_404_len);
-        else if (memmem(body, clen, "\"stream\":true", 13) ||
-                 memmem(body, clen, "\"stream\": true", 14))
-            rc = send_resp(ep, c, resp_stream, resp_stream_len);
-        else
-            rc = send_resp(ep, c, resp_json, resp_json_len);
-        if (rc)
+            !memmem(c->rbuf, hlen, "/chat/completions ", 18)) {
+            r = resp_404;
+            rn = resp_404_len;
+        } else if (memmem(body, clen, "\"stream\":true", 13) ||
+                   memmem(body, clen, "\"stream\": true", 14)) {
+            r = resp_stream;
+            rn = resp_stream_len;
+        } else {
+            r = resp_json;
+            rn = resp_json_len;
+        }
+        if (delay_us > 0) {
+            struct pend *q = malloc(sizeof *q);
+            *q = (struct pend){c, r, rn, now_us() + delay_us, NULL};
+            if (pend_tail)
+                pend_tail->next = q;
+            else
+                pend_head = q;
+            pend_tail = q;
+            c->pending++;
+        } else if (send_resp(ep, c, r, rn)) {
             return -1;
+        }
         memmove(c->rbuf, c->rbuf + hlen + clen, c->len - hlen - clen);
         c->len -= hlen + clen;
     }
@@ -225,10 +273,12 @@ static int handle(int ep, struct conn *c)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PORT SSE_FILE JSON_FILE\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s PORT SSE_FILE JSON_FILE [DELAY_MS]\n", argv[0]);
         return 2;
     }
+    if (argc == 5)
+        delay_us = (int64_t)(atof(argv[4]) * 1000);
     signal(SIGPIPE, SIG_IGN);
     build_responses(argv[2], argv[3]);
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -247,9 +297,16 @@ int main(int argc, char **argv)
     fflush(stdout);
     struct epoll_event evs[256];
     for (;;) {
-        int n = epoll_wait(ep, evs, 256, -1);
+        int wait_ms = -1;
+        if (pend_head) {
+            int64_t d = pend_head->due_us - now_us();
+            wait_ms = d <= 0 ? 0 : (int)((d + 999) / 1000);
+        }
+        int n = epoll_wait(ep, evs, 256, wait_ms);
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
+            if (c && c->closed)
+                continue;
             if (!c) {
                 int fd;
                 while ((fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
@@ -279,6 +336,22 @@ int main(int argc, char **argv)
                         conn_close(ep, c);
                 }
             }
+        }
+        /* answers whose delay is over, oldest first */
+        for (int64_t t = now_us(); pend_head && pend_head->due_us <= t;) {
+            struct pend *q = pend_head;
+            pend_head = q->next;
+            if (!pend_head)
+                pend_tail = NULL;
+            struct conn *c = q->c;
+            c->pending--;
+            if (!c->closed && send_resp(ep, c, q->p, q->n))
+                conn_close(ep, c);
+            if (c->closed && !c->pending) {
+                free(c->out);
+                free(c);
+            }
+            free(q);
         }
     }
 }

@@ -28,9 +28,10 @@ fi
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -std=c11 -Iserver/src -Wall -Wno-unused-parameter"
 
-# Sources each harness links (paths under server/src). fuzz_json #includes
-# the api/*.c files whose static validators it reaches, so it links every
-# other source of the server (but not main.c).
+# Sources each harness links (paths under server/src). fuzz_json,
+# fuzz_upstream and fuzz_headers #include the .c files whose static
+# functions they reach, so they link every other source of the server (but
+# not main.c).
 LIB="lib/common.c lib/buf.c"
 SRC_sse="$LIB llm/sse_parse.c llm/openai_stream.c"
 SRC_path="$LIB http/route.c lib/utf8.c lib/ids.c"
@@ -40,6 +41,7 @@ ALL=$(cd server/src && find . -name '*.c' ! -name main.c | sed 's|^\./||' | sort
 SRC_json=$(printf '%s\n' $ALL | grep -v -e '^api/messages\.c$' -e '^api/chats\.c$' \
     -e '^api/tokens\.c$' -e '^api/accounts\.c$' -e '^api/connection\.c$' -e '^api/admin\.c$')
 SRC_upstream=$(printf '%s\n' $ALL | grep -v -e '^llm/turn\.c$')
+SRC_headers=$(printf '%s\n' $ALL | grep -v -e '^http/security\.c$')
 
 LIBS_sse="-ljansson"
 LIBS_path="-levent"
@@ -51,8 +53,9 @@ LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson s
     -lsqlite3 -lcrypto -largon2) -lpthread -lm"
 LIBS_json=$LIBS_all
 LIBS_upstream=$LIBS_all
+LIBS_headers=$LIBS_all
 
-NAMES="sse json path keys config upstream"
+NAMES="sse json path keys config upstream headers"
 [ $# -gt 0 ] && NAMES="$*"
 
 mkdir -p "$OBJ"
