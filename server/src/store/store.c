@@ -37,8 +37,7 @@ struct store *store_open(const char *url, char *err, size_t errlen)
     if (strncmp(url, "sqlite:", 7) == 0) {
         path = url + 7;
     } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
-        store_open_error(err, errlen, "postgresql back end not available in this build");
-        return NULL;
+        return store_pg_open(url, err, errlen);
     } else if (strstr(url, "://")) {
         store_open_error(err, errlen, "unknown database url scheme");
         return NULL;

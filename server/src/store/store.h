@@ -1,7 +1,7 @@
 /* store.h - the one interface to persistent data.
  *
  * Callers (api/, llm/turn.c, the CLI) use only the functions below; a
- * back end (store_sqlite.c today, store_pg.c later) fills a table of
+ * back end (store_sqlite.c or store_pg.c) fills a table of
  * function pointers, chosen by the database URL at store_open. A handle is
  * used by one thread at a time: each worker thread opens its own.
  *
@@ -122,12 +122,13 @@ void store_message_list_free(struct store_message *list, size_t n);
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
-/* Open a store for url: "sqlite:PATH", a plain path, or ":memory:".
+/* Open a store for url: "sqlite:PATH", a plain path, ":memory:", or a
+ * PostgreSQL URL "postgres://..." / "postgresql://..." (one connection).
  * Does not migrate. On failure returns NULL and writes a message to err. */
 struct store *store_open(const char *url, char *err, size_t errlen);
 void store_close(struct store *st);               /* NULL-safe */
 const char *store_errmsg(struct store *st);       /* last error detail */
-const char *store_backend(struct store *st);      /* "sqlite" */
+const char *store_backend(struct store *st);      /* "sqlite" | "postgres" */
 
 /* Apply every pending numbered migration in one transaction each.
  * *from / *to receive the schema versions before and after (may be NULL). */

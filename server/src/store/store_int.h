@@ -20,7 +20,7 @@ struct store {
 /* One entry per public function of store.h that touches the database; the
  * semantics are those documented there. */
 struct store_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite" | "postgres" */
     void (*close)(struct store *st);
 
     enum app_err (*migrate)(struct store *st, int *from, int *to);
@@ -126,9 +126,18 @@ struct store_migration {
 extern const struct store_migration store_sqlite_migrations[];
 extern const size_t store_sqlite_migrations_count;
 
+/* migrations_pg.c: the same versions for PostgreSQL */
+extern const struct store_migration store_pg_migrations[];
+extern const size_t store_pg_migrations_count;
+
 /* store_sqlite.c: open the SQLite database file at path (or ":memory:").
  * Returns NULL with a message in err on failure. */
 struct store *store_sqlite_open(const char *path, char *err, size_t errlen);
+
+/* store_pg.c: connect to the PostgreSQL database at url (postgres:// or
+ * postgresql://, libpq syntax). Returns NULL with a message (never the
+ * password) in err on failure. */
+struct store *store_pg_open(const char *url, char *err, size_t errlen);
 
 /* store.c: printf into st->errmsg (truncating). */
 COAI_PRINTF(2, 3) void store_set_error(struct store *st, const char *fmt, ...);
