@@ -4,6 +4,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Chat } from '../api/types';
 import { chatGroups, chats, chatsCursor, chatsError, chatsLoaded, chatsLoading, deleteChat, loadMoreChats, renameChat } from '../state/chats';
+import { chatRenamed } from '../state/chat';
 import { navigate, route } from '../state/router';
 import { drawerOpen, toast } from '../state/ui';
 import { logout, user } from '../state/session';
@@ -34,7 +35,7 @@ function RenameInput({ chat, onDone }: { chat: Chat; onDone(): void }) {
     onDone();
     if (value.trim() === (chat.title ?? '').trim()) return;
     try {
-      await renameChat(chat.id, value);
+      chatRenamed(await renameChat(chat.id, value));
     } catch (e) {
       toast(e instanceof ApiError ? e.message : 'Could not rename the chat', 'error');
     }

@@ -176,6 +176,12 @@ async function refreshTitle(c: OpenChat): Promise<void> {
 
 // ---- the open chat ---------------------------------------------------------------
 
+/** A chat was renamed (in the sidebar): the open chat's header shows the new title. */
+export function chatRenamed(chat: Pick<Chat, 'id' | 'title'>): void {
+  const c = openChat.value;
+  if (c && c.id === chat.id) c.chat.value = { ...c.chat.value, title: chat.title };
+}
+
 export const openChat = signal<OpenChat | null>(null);
 export const chatLoading = signal(false);
 export const chatError = signal<ApiError | null>(null);

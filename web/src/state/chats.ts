@@ -70,13 +70,15 @@ export function removeChat(id: string): void {
   chats.value = chats.value.filter((c) => c.id !== id);
 }
 
-export async function renameChat(id: string, title: string): Promise<void> {
+/** Rename a chat in the list (at once) and on the server; resolves the saved chat. */
+export async function renameChat(id: string, title: string): Promise<Chat> {
   const old = chats.value.find((c) => c.id === id);
   const t = title.trim();
   if (old) upsertChat({ ...old, title: t || null });
   try {
     const { chat } = await api.updateChat(id, { title: t || null });
     upsertChat(chat);
+    return chat;
   } catch (e) {
     if (old) upsertChat(old);
     throw e;
