@@ -7,6 +7,7 @@
 #include "gateway.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,12 @@ struct gateway {
     volatile int pool_enabled; /* read by workers */
     struct gw_req *active;     /* requests in flight */
     unsigned rng;
+    /* Usage rows waiting for the store, written in one transaction per
+     * worker job (group commit): shared with the workers under usage_mu. */
+    pthread_mutex_t usage_mu;
+    struct store_usage *usage_q; /* owned, each .model owned */
+    size_t usage_n, usage_cap;
+    bool usage_scheduled;        /* a flush job is queued and has not taken the rows yet */
 };
 
 static int64_t month_start_ms(int64_t now)
@@ -393,28 +400,50 @@ int64_t gateway_cost(struct app *app, const char *model, int64_t prompt, int64_t
     return (int64_t)((c + 999999) / 1000000);
 }
 
-struct usage_job {
-    struct store_usage u;
-};
-
+/* Worker job: take every waiting usage row and insert them in one
+ * transaction. Rows recorded while it runs schedule the next job, so each
+ * row is followed by a job that will take it, and pool_free (which runs
+ * queued jobs) writes them all at shutdown. */
 static void usage_work(void *arg, void *ctx)
 {
-    struct usage_job *j = arg;
-    if (store_usage_insert(ctx, &j->u) != APP_OK)
-        log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
-}
-
-static void usage_done(void *arg)
-{
-    struct usage_job *j = arg;
-    free(j->u.model);
-    free(j);
+    struct gateway *gw = arg;
+    pthread_mutex_lock(&gw->usage_mu);
+    struct store_usage *rows = gw->usage_q;
+    size_t n = gw->usage_n;
+    gw->usage_q = NULL;
+    gw->usage_n = gw->usage_cap = 0;
+    gw->usage_scheduled = false;
+    pthread_mutex_unlock(&gw->usage_mu);
+    if (n == 0)
+        return;
+    bool tx = n > 1 && store_begin(ctx) == APP_OK;
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (store_usage_insert(ctx, &rows[i]) != APP_OK) {
+            log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
+            failed++;
+        }
+    }
+    if (tx && store_commit(ctx) != APP_OK) {
+        log_error("usage records failed", "detail", store_errmsg(ctx), NULL);
+        store_rollback(ctx);
+        /* one at a time, so one bad row cannot lose the others */
+        for (size_t i = 0; i < n; i++)
+            if (store_usage_insert(ctx, &rows[i]) != APP_OK)
+                log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
+    }
+    (void)failed;
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].model);
+    free(rows);
 }
 
 void gateway_record(struct app *app, const struct store_usage *u)
 {
     struct gateway *gw = app->gw;
-    struct usage_job *j = xcalloc(1, sizeof *j);
+    struct {
+        struct store_usage u;
+    } *j = xcalloc(1, sizeof *j);
     j->u = *u;
     j->u.model = xstrdup(u->model);
     if (!j->u.created_at)
@@ -440,7 +469,18 @@ void gateway_record(struct app *app, const struct store_usage *u)
     }
     if (u->key_id[0])
         gateway_pool_report(app, u->key_id, u->status < 400 ? u->status : 0, -1, total);
-    pool_submit(app->pool, usage_work, usage_done, j);
+    pthread_mutex_lock(&gw->usage_mu);
+    if (gw->usage_n == gw->usage_cap) {
+        gw->usage_cap = gw->usage_cap ? gw->usage_cap * 2 : 64;
+        gw->usage_q = xrealloc(gw->usage_q, gw->usage_cap * sizeof *gw->usage_q);
+    }
+    gw->usage_q[gw->usage_n++] = j->u; /* the row owns the model copy now */
+    bool submit = !gw->usage_scheduled;
+    gw->usage_scheduled = true;
+    pthread_mutex_unlock(&gw->usage_mu);
+    free(j);
+    if (submit)
+        pool_submit(app->pool, usage_work, NULL, gw);
 }
 
 static int64_t estimate_tokens(size_t bytes)
@@ -1498,6 +1538,7 @@ struct gateway *gateway_new(struct app *app)
     gw->users = strmap_new();
     gw->tokens = strmap_new();
     gw->rng = (unsigned)now_ms();
+    pthread_mutex_init(&gw->usage_mu, NULL);
     app->gw = gw;
     gateway_reload(app);
     return gw;
@@ -1514,5 +1555,9 @@ void gateway_free(struct gateway *gw)
         pool_key_clear(&gw->keys[k]);
     free(gw->keys);
     store_price_list_free(gw->prices, gw->nprices);
+    for (size_t i = 0; i < gw->usage_n; i++) /* only if the pool never ran (failed start) */
+        free(gw->usage_q[i].model);
+    free(gw->usage_q);
+    pthread_mutex_destroy(&gw->usage_mu);
     free(gw);
 }

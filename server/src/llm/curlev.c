@@ -26,6 +26,7 @@ struct sockctx {
     struct curlev *c;
     struct event *ev;
     curl_socket_t fd;
+    short kind; /* the libevent flags ev was made with */
 };
 
 static void check_done(struct curlev *c)
@@ -89,9 +90,12 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         sc->c = c;
         sc->fd = s;
         curl_multi_assign(c->multi, s, sc);
+    } else if (sc->kind == kind) {
+        return 0; /* already watching exactly this: spare two epoll_ctl calls */
     } else {
         event_free(sc->ev);
     }
+    sc->kind = kind;
     sc->ev = event_new(c->base, s, kind, on_socket, c);
     event_add(sc->ev, NULL);
     return 0;
