@@ -52,9 +52,34 @@ health=$(rps "$URL/healthz")
 chats=$(rps -H "Cookie: coai_session=$COOKIE" "$URL/api/v1/chats?limit=50")
 rss_after=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 
+# A chat of 2,000 messages (one branch, ~600 characters each), written
+# straight into the SQLite file beside the running server (WAL allows it),
+# then opened through the API: GET /api/v1/chats/{id}/messages, one client.
+command -v sqlite3 >/dev/null || { apt-get install -y -qq sqlite3 >/dev/null 2>&1 || true; }
+BIG=$(curl -fs -b "$DATA/jar" "${H[@]}" -d '{"title":"2,000 messages"}' "$URL/api/v1/chats" |
+  sed -n 's/.*"chat":{"id":"\([^"]*\)".*/\1/p')
+DB=$(ls "$DATA"/*.db 2>/dev/null | head -n 1)
+TEXT=$(printf 'Lorem ipsum dolor sit amet, **consectetur** adipiscing elit; sed do eiusmod `tempor` incididunt ut labore et dolore magna aliqua. %.0s' 1 2 3 4 5)
+sqlite3 "$DB" ".timeout 5000
+
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
+SELECT printf('01a25000-0000-7000-8000-%012d', i), '$BIG',
+       CASE WHEN i = 1 THEN NULL ELSE printf('01a25000-0000-7000-8000-%012d', i - 1) END,
+       CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
+       json_array(json_object('type', 'text', 'text', 'Message ' || i || '. $TEXT')),
+       'gpt-4o-mini', 'complete', 1790000000000 + i, 1790000000000 + i FROM n;
+UPDATE chats SET current_leaf_id = '01a25000-0000-7000-8000-000000002000' WHERE id = '$BIG';"
+open_lat=$(wrk -t1 -c1 -d"$DUR" --latency -H "Cookie: coai_session=$COOKIE" \
+  "$URL/api/v1/chats/$BIG/messages" | awk '$1 == "50%" {print $2} $1 == "99%" {print $2}' | paste -sd' ')
+open_bytes=$(curl -fs -b "$DATA/jar" "$URL/api/v1/chats/$BIG/messages" | wc -c)
+open_n=$(curl -fs -b "$DATA/jar" "$URL/api/v1/chats/$BIG/messages" | grep -o '"role":' | wc -l)
+
 printf 'startup (exec -> /healthz 200, best of 5): %.2f ms\n' "$(echo "$best/1000" | bc -l)"
 printf 'idle RSS after start: %d KiB\n' "$rss"
 printf 'RSS after the load runs: %d KiB\n' "$rss_after"
 printf 'GET /healthz: %s req/s (wrk -t2 -c32 -d%s)\n' "$health" "$DUR"
 printf 'GET /api/v1/chats?limit=50 (signed in, 50 chats): %s req/s\n' "$chats"
 printf 'ratio chats/healthz: %.3f\n' "$(echo "$chats/$health" | bc -l)"
+printf 'open a 2,000-message chat (GET /api/v1/chats/{id}/messages, %s messages, %s bytes, 1 client): p50 p99 = %s\n' \
+  "$open_n" "$open_bytes" "$open_lat"
