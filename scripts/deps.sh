@@ -8,8 +8,9 @@ set -euo pipefail
 BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-dev
   libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev)
 # tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
-# server for the throwaway cluster of tests/pg.sh
-TEST_PKGS=(libcmocka-dev curl postgresql)
+# server for the throwaway cluster of tests/pg.sh, chromium for the Playwright
+# end-to-end tests (tests/e2e; Playwright never downloads a browser)
+TEST_PKGS=(libcmocka-dev curl postgresql chromium)
 
 # bench: load generator and calculator
 BENCH_PKGS=(wrk bc curl)
