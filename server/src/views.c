@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "lib/buf.h"
+
 static json_t *str_or_null(const char *s)
 {
     return s ? json_string(s) : json_null();
@@ -66,6 +68,55 @@ json_t *view_message(const struct store_message *m)
                      str_or_null(m->model), "status", m->status, "error",
                      view_json_text(m->error, NULL), "usage", usage, "created_at",
                      (json_int_t)m->created_at, "updated_at", (json_int_t)m->updated_at);
+}
+
+static int put_str_or_null(struct buf *b, const char *key, const char *s, bool empty_is_null)
+{
+    int rc = buf_append_str(b, key);
+    if (rc == 0)
+        rc = (s && (*s || !empty_is_null)) ? buf_append_json_str(b, s) : buf_append(b, "null", 4);
+    return rc;
+}
+
+static int put_int_or_null(struct buf *b, const char *key, int64_t v)
+{
+    return v >= 0 ? buf_printf(b, "%s%lld", key, (long long)v) : buf_printf(b, "%snull", key);
+}
+
+int view_message_append(struct buf *b, const struct store_message *m)
+{
+    int rc = put_str_or_null(b, "{\"id\":", m->id, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"chat_id\":", m->chat_id, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"parent_id\":", m->parent_id, true);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"role\":", m->role, false);
+    if (rc == 0)
+        rc = buf_append_str(b, ",\"content\":");
+    if (rc == 0)
+        rc = buf_append_str(b, (m->content && *m->content) ? m->content : "[]");
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"model\":", m->model, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"status\":", m->status, false);
+    if (rc == 0)
+        rc = buf_append_str(b, ",\"error\":");
+    if (rc == 0)
+        rc = buf_append_str(b, (m->error && *m->error) ? m->error : "null");
+    if (rc == 0 && (m->prompt_tokens >= 0 || m->completion_tokens >= 0)) {
+        rc = put_int_or_null(b, ",\"usage\":{\"prompt_tokens\":", m->prompt_tokens);
+        if (rc == 0)
+            rc = put_int_or_null(b, ",\"completion_tokens\":", m->completion_tokens);
+        if (rc == 0)
+            rc = buf_append(b, "}", 1);
+    } else if (rc == 0) {
+        rc = buf_append_str(b, ",\"usage\":null");
+    }
+    if (rc == 0)
+        rc = buf_printf(b, ",\"created_at\":%lld,\"updated_at\":%lld}", (long long)m->created_at,
+                        (long long)m->updated_at);
+    return rc;
 }
 
 json_t *view_connection(const struct store_conn *c)

@@ -12,6 +12,12 @@ json_t *view_user(const struct store_user *u);
 json_t *view_session(const struct store_session *s, bool current);
 json_t *view_chat(const struct store_chat *c);
 json_t *view_message(const struct store_message *m);
+/* Append the same JSON object as view_message to b, copying the stored
+ * content and error JSON text as they are instead of parsing and
+ * re-serializing them (the stores only hold valid JSON there). For long
+ * chats. -1 when b's cap is reached. */
+struct buf;
+int view_message_append(struct buf *b, const struct store_message *m);
 /* The connection without its key: base_url, key_last4, has_key, source. */
 json_t *view_connection(const struct store_conn *c);
 /* Parse stored JSON text; NULL/invalid text gives fallback (may be NULL = json null). */

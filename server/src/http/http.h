@@ -69,6 +69,7 @@ struct api_ctx {
     /* reply */
     int status;
     json_t *resp;                 /* owned; NULL = no body (204) */
+    char *resp_text;              /* owned: resp serialized on the worker, or NULL */
     char *set_cookie;             /* owned Set-Cookie value, or NULL */
     char *allow;                  /* Allow header for 405 */
     int retry_after;              /* Retry-After seconds for 429/503, 0 = none */
@@ -88,6 +89,9 @@ void api_fail(struct api_ctx *c, int status, const char *code, const char *fmt, 
 void api_fail_err(struct api_ctx *c, enum app_err e, const char *msg);
 /* Set a JSON reply; takes ownership of body. */
 void api_reply_take(struct api_ctx *c, int status, json_t *body);
+/* Reply with JSON text built by the handler (valid JSON, NUL-terminated);
+ * takes text whatever happens. */
+void api_reply_text_take(struct api_ctx *c, int status, char *text);
 int api_status_for(enum app_err e);
 
 /* Body field access with validation; each sets a 400 error on c and

@@ -56,7 +56,18 @@ static json_t *error_body(const char *code, const char *msg)
 void api_reply_take(struct api_ctx *c, int status, json_t *body)
 {
     json_decref(c->resp);
+    free(c->resp_text); /* stale once the reply changes */
+    c->resp_text = NULL;
     c->resp = body;
+    c->status = status;
+}
+
+void api_reply_text_take(struct api_ctx *c, int status, char *text)
+{
+    json_decref(c->resp);
+    c->resp = NULL;
+    free(c->resp_text);
+    c->resp_text = text;
     c->status = status;
 }
 
@@ -190,6 +201,7 @@ static void ctx_free(struct api_ctx *c)
     store_user_clear(&c->user);
     store_session_clear(&c->session);
     json_decref(c->resp);
+    free(c->resp_text);
     free(c->set_cookie);
     free(c->allow);
     if (c->loop_data && c->loop_data_free)
@@ -203,6 +215,11 @@ struct evhttp_request *http_ctx_detach(struct api_ctx *c)
     c->req = NULL;
     c->detached = true;
     return r;
+}
+
+static void resp_text_free(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
 }
 
 void http_ctx_finish(struct api_ctx *c)
@@ -224,12 +241,13 @@ void http_ctx_finish(struct api_ctx *c)
         if (c->status == 0)
             api_fail(c, 500, "internal_error", "handler produced no reply");
         struct evbuffer *out = NULL;
-        if (c->resp && c->status != 204) {
+        if ((c->resp || c->resp_text) && c->status != 204) {
             evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
-            char *s = json_dumps(c->resp, JSON_COMPACT);
+            char *s = c->resp_text ? c->resp_text : json_dumps(c->resp, JSON_COMPACT);
+            c->resp_text = NULL;
             out = evbuffer_new();
-            evbuffer_add(out, s, strlen(s));
-            free(s);
+            if (s) /* handed over without a copy; freed when sent */
+                evbuffer_add_reference(out, s, strlen(s), resp_text_free, NULL);
         }
         if (c->status >= 500 && sentry_enabled())
             sentry_capture(c->app, "error", "server error answer",
@@ -351,6 +369,11 @@ static void work_cb(void *arg, void *worker_ctx)
     c->route->fn(c);
 out:
     c->st = NULL;
+    /* Serialize here, on the worker: a large body (a long chat) would
+     * otherwise be dumped on the event loop. A continuation that will run on
+     * the loop may still change the reply, so it keeps the tree. */
+    if (c->resp && c->status != 204 && !(c->on_loop && c->status < 400))
+        c->resp_text = json_dumps(c->resp, JSON_COMPACT);
 }
 
 static void done_cb(void *arg)

@@ -103,3 +103,30 @@ const char *buf_str(const struct buf *b)
 {
     return b->p ? b->p : "";
 }
+
+int buf_append_json_str(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = buf_append(b, "\"", 1);
+    const unsigned char *run = (const unsigned char *)s, *p = run;
+    for (; *p && rc == 0; p++) {
+        unsigned char c = *p;
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue; /* copied with its run */
+        if (p > run)
+            rc = buf_append(b, run, (size_t)(p - run));
+        if (rc == 0 && (c == '"' || c == '\\')) {
+            char e[2] = {'\\', (char)c};
+            rc = buf_append(b, e, 2);
+        } else if (rc == 0) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, e, 6);
+        }
+        run = p + 1;
+    }
+    if (rc == 0 && p > run)
+        rc = buf_append(b, run, (size_t)(p - run));
+    if (rc == 0)
+        rc = buf_append(b, "\"", 1);
+    return rc;
+}

@@ -23,6 +23,10 @@ void buf_reset(struct buf *b);               /* len = 0, keeps memory */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 COAI_PRINTF(2, 3) int buf_printf(struct buf *b, const char *fmt, ...);
+/* Append s (NUL-terminated, UTF-8 expected) as a JSON string literal with
+ * its quotes: '"' and '\\' escaped, control bytes as \u00XX, everything else
+ * as is. -1 (buffer unchanged past what fit) when the cap is reached. */
+int buf_append_json_str(struct buf *b, const char *s);
 /* Remove the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 /* Transfer ownership of the bytes to the caller (never NULL: "" when empty);

@@ -20,6 +20,7 @@
 #define LIMIT_API_KEY           1024
 #define LIMIT_URL               2048
 #define LIMIT_MODEL_NAME        200
+#define LIMIT_CHAT_MESSAGES_REPLY (1024 * 1024 * 1024) /* one chat's messages as JSON; 500 past it */
 #define LIMIT_SSE_EVENT_LOG     (16 * 1024 * 1024) /* replay log of one live turn */
 
 #endif

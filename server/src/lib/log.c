@@ -27,23 +27,7 @@ int log_level_parse(const char *s)
 
 static void put_json_string(struct buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    int rc = buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            rc = buf_append(b, e, 2);
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            rc = buf_append(b, e, 6);
-        } else {
-            rc = buf_append(b, p, 1);
-        }
-    }
-    if (rc == 0)
-        rc = buf_append(b, "\"", 1);
-    (void)rc; /* a truncated log line is acceptable; the cap is generous */
+    (void)buf_append_json_str(b, s); /* a truncated log line is acceptable; the cap is generous */
 }
 
 void log_kv(enum log_level lvl, const char *msg, ...)
