@@ -49,7 +49,7 @@ export const test = base.extend({
     await use(server);
     const code = await server.stop('SIGTERM');
     const report = server.sanitizerReport();
-    if (report || code !== 0) {
+    if (report || code !== 0 || testInfo.status !== testInfo.expectedStatus) {
       await testInfo.attach('server-log', { body: server.logs().join('\n'), contentType: 'text/plain' });
     }
     server.removeDataDir();

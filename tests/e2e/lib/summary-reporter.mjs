@@ -28,6 +28,10 @@ export default class SummaryReporter {
     }
     for (const a of result.attachments ?? []) {
       if (a.path) process.stdout.write(`       attachment: ${a.name} ${a.path}\n`);
+      else if (a.body && a.name === 'server-log') {
+        const lines = a.body.toString('utf8').split('\n').slice(-40);
+        process.stdout.write(`       server log (last ${lines.length} lines):\n${lines.map((l) => `         ${l}`).join('\n')}\n`);
+      }
     }
   }
 
