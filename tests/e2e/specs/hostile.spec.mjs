@@ -56,17 +56,25 @@ async function expectInert(page, msg) {
   expect(page.dialogs, 'no dialog fired').toEqual([]);
 }
 
-test('hostile markdown renders with nothing executed', async ({ page, providerURL, scripted }) => {
-  scripted.setAnswer(HOSTILE);
-  await signUp(page);
-  await setProviderKey(page, providerURL);
-  await newChat(page);
-  await send(page, 'Say something nasty');
-  const msg = assistants(page).first();
-  await expect(msg).toHaveAttribute('data-status', 'complete');
-  await expectInert(page, msg);
-  // rendered again from the stored message, not the stream
-  await page.reload();
-  await expect(assistants(page).first()).toHaveAttribute('data-status', 'complete');
-  await expectInert(page, assistants(page).first());
-});
+// Once as deployed (the server's Content-Security-Policy also blocks inline
+// handlers), once with the CSP bypassed so the sanitizer alone is tested.
+for (const bypassCSP of [false, true]) {
+  test.describe(bypassCSP ? 'without the CSP' : 'with the CSP', () => {
+    test.use({ bypassCSP });
+
+    test('hostile markdown renders with nothing executed', async ({ page, providerURL, scripted }) => {
+      scripted.setAnswer(HOSTILE);
+      await signUp(page);
+      await setProviderKey(page, providerURL);
+      await newChat(page);
+      await send(page, 'Say something nasty');
+      const msg = assistants(page).first();
+      await expect(msg).toHaveAttribute('data-status', 'complete');
+      await expectInert(page, msg);
+      // rendered again from the stored message, not the stream
+      await page.reload();
+      await expect(assistants(page).first()).toHaveAttribute('data-status', 'complete');
+      await expectInert(page, assistants(page).first());
+    });
+  });
+}
