@@ -57,6 +57,27 @@ static void test_printf_consume_take(void **state)
     buf_cleanup(&b);
 }
 
+static void test_json_str(void **state)
+{
+    (void)state;
+    struct buf b;
+    buf_init(&b, 1024);
+    assert_int_equal(buf_append_json_str(&b, "plain é ✓"), 0);
+    assert_string_equal(buf_str(&b), "\"plain é ✓\"");
+    buf_reset(&b);
+    assert_int_equal(buf_append_json_str(&b, "a\"b\\c\n\x01\x1f"), 0);
+    assert_string_equal(buf_str(&b), "\"a\\\"b\\\\c\\u000a\\u0001\\u001f\"");
+    buf_reset(&b);
+    assert_int_equal(buf_append_json_str(&b, ""), 0);
+    assert_string_equal(buf_str(&b), "\"\"");
+    buf_cleanup(&b);
+    /* the cap holds */
+    buf_init(&b, 4);
+    assert_int_equal(buf_append_json_str(&b, "abcdef"), -1);
+    assert_true(b.len <= 4);
+    buf_cleanup(&b);
+}
+
 static void test_ids(void **state)
 {
     char a[IDS_LEN + 1], b[IDS_LEN + 1];
@@ -82,6 +103,7 @@ int main(void)
         cmocka_unit_test(test_append_and_cap),
         cmocka_unit_test(test_printf_consume_take),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_json_str),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int total = (int)(sizeof tests / sizeof tests[0]);
