@@ -10,7 +10,7 @@ BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-
 # tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
 # server for the throwaway cluster of tests/pg.sh, chromium for the Playwright
 # end-to-end tests (tests/e2e; Playwright never downloads a browser)
-TEST_PKGS=(libcmocka-dev curl postgresql chromium)
+TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3)
 
 # bench: load generator and calculator
 BENCH_PKGS=(wrk bc curl)

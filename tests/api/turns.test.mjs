@@ -513,3 +513,39 @@ test('deleting a chat stops its running answer; edit/regenerate also wait for it
     assert.equal(id.length, 36);
   });
 });
+
+test('events of a message stored as streaming that no turn runs: the stream waits about a second for the turn to appear, then ends with the stored state', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const path = await import('node:path');
+  await withEnv({}, async (e) => {
+    const chatId = await e.newChat();
+    const r = await e.send(chatId, 'Hello there');
+    await e.run(r.json);
+    // A row that says "streaming" but that nothing runs (as between a
+    // worker's insert and the turn's registration on the loop, or after its
+    // instance died), written behind the server's back (WAL allows it).
+    const orphan = '01a25000-0000-7000-8000-00000000beef';
+    execFileSync('sqlite3', [path.join(e.srv.dataDir, 'chatopenaii.db'), '.timeout 5000',
+      `INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
+       VALUES ('${orphan}', '${chatId}', '${r.json.user_message.id}', 'assistant',
+               '[{"type":"text","text":"half an ans"}]', 'gpt-4o', 'streaming', 1, 1)`]);
+    const t0 = Date.now();
+    const evs = await e.run({ turn: { events_url: `/api/v1/turns/${orphan}/events` } }, { timeoutMs: 10000 });
+    const waited = Date.now() - t0;
+    assert.equal(evs.length, 1, summary(evs));
+    assert.equal(evs[0].event, 'done');
+    const d = parse(evs[0]);
+    assert.equal(d.status, 'streaming', 'the stored state, which the app shows as interrupted');
+    assert.deepEqual(d.message.content, [{ type: 'text', text: 'half an ans' }]);
+    assert.ok(waited >= 900, `waited ${waited} ms for a turn to appear before giving up`);
+    assert.ok(waited < 5000, `gave up in ${waited} ms`);
+
+    // A client that leaves while the stream waits costs nothing (no leak at
+    // the final SIGTERM, checked by withEnv).
+    const f = e.follow(`/api/v1/turns/${orphan}/events`);
+    await sleep(200);
+    f.ac.abort();
+    await f.finished;
+    await sleep(1200);
+  });
+});

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "../http/sse.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
@@ -474,6 +476,75 @@ static bool load_turn_message(struct api_ctx *c)
     return true;
 }
 
+/* Send the stored state as the final event and close; takes done. */
+static void stored_done(struct sse_conn *conn, char *done)
+{
+    sse_conn_event(conn, -1, "done", done);
+    free(done);
+    sse_conn_close(conn);
+}
+
+#define TURN_WAIT_STEP_MS 50
+#define TURN_WAIT_STEPS 20 /* 1 s in all */
+
+/* An event stream waiting for its turn to be registered (see
+ * events_on_loop). Freed when it attaches, gives up, or the client goes. */
+struct turn_wait {
+    struct app *app;
+    char msg_id[STORE_ID_LEN + 1];
+    struct sse_conn *conn;
+    long long last;
+    char *done; /* the stored state as a "done" payload */
+    struct event *timer;
+    int steps;
+};
+
+static void turn_wait_free(struct turn_wait *w)
+{
+    event_free(w->timer);
+    free(w->done);
+    free(w);
+}
+
+static void turn_wait_gone(struct sse_conn *conn, void *arg)
+{
+    turn_wait_free(arg);
+}
+
+static void turn_wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct turn_wait *w = arg;
+    if (turn_attach(w->app, w->msg_id, w->conn, w->last)) {
+        turn_wait_free(w); /* the conn is the turn's now */
+        return;
+    }
+    if (++w->steps < TURN_WAIT_STEPS && !w->app->shutting_down) {
+        struct timeval tv = {0, TURN_WAIT_STEP_MS * 1000};
+        evtimer_add(w->timer, &tv);
+        return;
+    }
+    /* nobody runs it: interrupted (or run by another instance) */
+    sse_conn_set_gone(w->conn, NULL, NULL);
+    stored_done(w->conn, w->done);
+    w->done = NULL;
+    turn_wait_free(w);
+}
+
+static void wait_for_turn(struct app *app, const char *msg_id, struct sse_conn *conn,
+                          long long last, char *done)
+{
+    struct turn_wait *w = xcalloc(1, sizeof *w);
+    w->app = app;
+    snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
+    w->conn = conn;
+    w->last = last;
+    w->done = done;
+    w->timer = evtimer_new(app->base, turn_wait_tick, w);
+    sse_conn_set_gone(conn, turn_wait_gone, w);
+    struct timeval tv = {0, TURN_WAIT_STEP_MS * 1000};
+    evtimer_add(w->timer, &tv);
+}
+
 static void events_on_loop(struct api_ctx *c)
 {
     const char *lei = c->last_event_id ? c->last_event_id : api_query(c, "last_event_id");
@@ -496,15 +567,19 @@ static void events_on_loop(struct api_ctx *c)
     if (turn_subscribe(c->app, m->id, req, rid, path, start, last)) {
         http_ctx_detach(c);
     } else {
-        /* Not live here: the stored message is the whole story. */
+        /* Not live here: the stored message is the whole story, unless it
+         * says "streaming": then its turn may be about to start (the row is
+         * written on a worker before the loop registers the turn), so give
+         * it a moment before calling it over. */
         http_ctx_detach(c);
         struct sse_conn *conn = sse_conn_open(c->app, req, rid, path, start, NULL, NULL);
         json_t *d = json_pack("{s:s,s:o}", "status", m->status, "message", view_message(m));
         char *s = json_dumps(d, JSON_COMPACT);
         json_decref(d);
-        sse_conn_event(conn, -1, "done", s);
-        free(s);
-        sse_conn_close(conn);
+        if (strcmp(m->status, "streaming") == 0)
+            wait_for_turn(c->app, m->id, conn, last, s);
+        else
+            stored_done(conn, s);
     }
     free(path);
     http_ctx_finish(c);

@@ -103,6 +103,12 @@ struct sse_conn *sse_conn_open(struct app *app, struct evhttp_request *req, cons
     return c;
 }
 
+void sse_conn_set_gone(struct sse_conn *c, sse_gone_fn on_gone, void *arg)
+{
+    c->on_gone = on_gone;
+    c->arg = arg;
+}
+
 void sse_conn_write(struct sse_conn *c, const char *bytes, size_t len)
 {
     if (!c->req || len == 0)

@@ -21,6 +21,9 @@ struct sse_conn *sse_conn_open(struct app *app, struct evhttp_request *req, cons
                                const char *path, int64_t start_us, sse_gone_fn on_gone,
                                void *arg);
 /* Write raw, already framed bytes ("id: 3\nevent: delta\ndata: {...}\n\n"). */
+/* Hand the connection to another owner: on_gone(conn, arg) is called
+ * instead of the previous callback if the client goes away. */
+void sse_conn_set_gone(struct sse_conn *c, sse_gone_fn on_gone, void *arg);
 void sse_conn_write(struct sse_conn *c, const char *bytes, size_t len);
 /* Frame and write one event (id < 0: no id line). */
 void sse_conn_event(struct sse_conn *c, long long id, const char *event, const char *data);

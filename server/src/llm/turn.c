@@ -813,16 +813,16 @@ static void on_sub_gone(struct sse_conn *conn, void *arg)
     free(s);
 }
 
-bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *req,
-                    const char *req_id, const char *path, int64_t start_us,
-                    long long last_event_id)
+bool turn_attach(struct app *app, const char *msg_id, struct sse_conn *conn,
+                 long long last_event_id)
 {
     struct turn *t = find(app, msg_id);
     if (!t)
         return false;
     struct subscriber *s = xcalloc(1, sizeof *s);
     s->turn = t;
-    s->conn = sse_conn_open(app, req, req_id, path, start_us, on_sub_gone, s);
+    s->conn = conn;
+    sse_conn_set_gone(conn, on_sub_gone, s);
     size_t from = last_event_id < 0 ? 0 : (size_t)last_event_id;
     if (from < t->nevents) {
         if (t->log_truncated) {
@@ -843,6 +843,16 @@ bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *
     s->next = t->subs;
     t->subs = s;
     return true;
+}
+
+bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *req,
+                    const char *req_id, const char *path, int64_t start_us,
+                    long long last_event_id)
+{
+    if (!find(app, msg_id))
+        return false;
+    struct sse_conn *conn = sse_conn_open(app, req, req_id, path, start_us, NULL, NULL);
+    return turn_attach(app, msg_id, conn, last_event_id);
 }
 
 int turn_stop(struct app *app, const char *msg_id)

@@ -39,6 +39,12 @@ struct turn_registry *turns_new(struct app *app);
 void turns_free(struct turn_registry *r);     /* after turns_shutdown and the pool drained */
 
 void turn_start(struct app *app, struct turn_spec *spec);
+/* Like turn_subscribe, for an event stream already open (the caller's
+ * sse_conn becomes the turn's). false (conn untouched) when no turn for
+ * msg_id runs or lingers here. */
+struct sse_conn;
+bool turn_attach(struct app *app, const char *msg_id, struct sse_conn *conn,
+                 long long last_event_id);
 /* Subscribe req (detached) to a live or lingering turn. last_event_id < 0
  * replays everything. Returns false (req untouched) if the turn is unknown. */
 bool turn_subscribe(struct app *app, const char *msg_id, struct evhttp_request *req,
