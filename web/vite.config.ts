@@ -15,5 +15,8 @@ export default defineConfig({
   test: {
     environment: 'happy-dom',
     include: ['src/**/*.test.{ts,tsx}'],
+    // Correctness, not timing: the randomized streaming tests take seconds
+    // on a busy 2-core machine, over Vitest's 5 s default.
+    testTimeout: 30000,
   },
 });
