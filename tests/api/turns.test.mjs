@@ -109,6 +109,29 @@ test('the chat gets a title from the first user message', async () => {
   });
 });
 
+test('a chat whose first answer failed gets its title when that answer is regenerated', async () => {
+  await withEnv({}, async (e) => {
+    const chatId = await e.newChat();
+    const first = 'What should I cook tonight with leeks';
+    const r = await e.send(chatId, first, { model: 'fault:401' });
+    const evs = await e.run(r.json);
+    assert.equal(parse(evs.at(-1)).status, 'error');
+    await sleep(300);
+    assert.equal((await e.getChat(chatId)).chat.title, null, 'no title from a failed answer');
+    const g = await e.c.post(`/api/v1/chats/${chatId}/messages/${r.json.turn.id}/regenerate`, { model: 'gpt-4o' });
+    assert.equal(g.status, 202, g.text);
+    await e.run(g.json);
+    const deadline = Date.now() + 8000;
+    let chat;
+    for (;;) {
+      chat = await e.getChat(chatId);
+      if (chat.chat.title !== null || Date.now() > deadline) break;
+      await sleep(50);
+    }
+    assert.equal(chat.chat.title, titleFor(first), 'titled from the first question');
+  });
+});
+
 test('resume: Last-Event-ID header and ?last_event_id give exactly the rest', async () => {
   await withEnv({}, async (e) => {
     const chatId = await e.newChat();

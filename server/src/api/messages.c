@@ -240,8 +240,18 @@ static void begin_turn(struct api_ctx *c, struct store_chat *ch, const char *par
         return api_fail_err(c, e, "");
     }
     snprintf(spec->user_id, sizeof spec->user_id, "%s", c->user.id);
-    if (first && !ch->title)
+    if (first && !ch->title) {
         spec->title_seed = parts_text(um.content);
+    } else if (!user_parts && !ch->title && parent_id && *parent_id) {
+        /* Regenerating the first answer of a chat still untitled (its first
+         * answer was stopped or failed): title it from the first question. */
+        struct store_message q;
+        memset(&q, 0, sizeof q);
+        if (store_message_get(c->st, c->user.id, parent_id, &q) == APP_OK &&
+            strcmp(q.role, "user") == 0 && !q.parent_id[0])
+            spec->title_seed = parts_text(q.content);
+        store_message_clear(&q);
+    }
     store_message_clear(&um);
 
     char *events = xasprintf("/api/v1/turns/%s/events", am->id);
