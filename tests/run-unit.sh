@@ -24,4 +24,22 @@ for t in "$build"/server/test_*; do
   grep -oE '[a-z0-9-]+: [0-9]+ passed, [0-9]+ failed' "/tmp/coai-$name.log" || { echo "$name: no summary line"; status=1; }
 done
 if [ $found = 0 ]; then echo "unit: no test binaries in $build"; exit 1; fi
+
+# The store tests again on PostgreSQL, in a throwaway cluster (tests/pg.sh).
+if [ -z "$only" ] || [ "$only" = store ] || [ "$only" = store-pg ]; then
+  . tests/pg.sh
+  if coai_pg_start; then
+    if ! COAI_TEST_PG_URL=$COAI_PG_URL "$build/server/test_store" > /tmp/coai-test_store_pg.log 2>&1; then
+      cat /tmp/coai-test_store_pg.log
+      echo "test_store (PostgreSQL): FAILED"
+      status=1
+    fi
+    grep -oE 'unit-store-pg: [0-9]+ passed, [0-9]+ failed' /tmp/coai-test_store_pg.log ||
+      { echo "unit-store-pg: no summary line"; status=1; }
+    coai_pg_stop
+  else
+    echo "unit-store-pg: 0 passed, 1 failed (could not start PostgreSQL)"
+    status=1
+  fi
+fi
 exit $status

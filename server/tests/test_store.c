@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -29,10 +30,37 @@ struct fixture {
     char bob[STORE_ID_LEN + 1];
 };
 
+/* COAI_TEST_PG_URL set: the fixture tests (every test that does not look
+ * at SQLite files or URLs) run on that PostgreSQL database instead, each on
+ * an emptied schema. tests/run-unit.sh starts a throwaway cluster for it. */
+static const char *g_pg_url;
+
+static void test_store_pg_reset(void)
+{
+    PGconn *c = PQconnectdb(g_pg_url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
+        PQfinish(c);
+        fail_msg("PostgreSQL at COAI_TEST_PG_URL: %s", msg);
+    }
+    PGresult *r = PQexec(c, "SET client_min_messages = warning; "
+                            "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    if (!ok)
+        fail_msg("cannot empty the test database");
+}
+
+/* A fresh, migrated store: SQLite in memory, or the emptied PostgreSQL
+ * database of COAI_TEST_PG_URL. */
 static struct store *test_store_open_memory(void)
 {
     char err[256] = "";
-    struct store *st = store_open(":memory:", err, sizeof err);
+    if (g_pg_url)
+        test_store_pg_reset();
+    struct store *st = store_open(g_pg_url ? g_pg_url : ":memory:", err, sizeof err);
     if (!st)
         fail_msg("store_open: %s", err);
     int from = -2, to = -2;
@@ -2183,6 +2211,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_list, test_store_setup, test_store_teardown),
         cmocka_unit_test(test_migrate_v1_to_v2),
     };
+    g_pg_url = getenv("COAI_TEST_PG_URL");
+    if (g_pg_url && *g_pg_url) {
+        /* the same tests on PostgreSQL: those with the fixture */
+        struct CMUnitTest pg[COAI_ARRAY_LEN(tests)];
+        int n = 0;
+        for (size_t i = 0; i < COAI_ARRAY_LEN(tests); i++)
+            if (tests[i].setup_func == test_store_setup)
+                pg[n++] = tests[i];
+        int failed = _cmocka_run_group_tests("store-pg", pg, (size_t)n, NULL, NULL);
+        if (failed < 0 || failed > n)
+            failed = n;
+        printf("unit-store-pg: %d passed, %d failed\n", n - failed, failed);
+        fflush(stdout);
+        return failed ? 1 : 0;
+    }
+    g_pg_url = NULL;
     const int total = (int)COAI_ARRAY_LEN(tests);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (failed < 0 || failed > total)
