@@ -14,4 +14,18 @@ fi
 status=0
 COAI_SUITE=upstream node --test --test-reporter=./tests/lib/reporter.mjs tests/upstream/ || status=1
 COAI_SUITE=api node --test --test-concurrency=2 --test-reporter=./tests/lib/reporter.mjs tests/api/ || status=1
+
+# The whole API suite again with PostgreSQL as the store: a throwaway
+# cluster (tests/pg.sh); every server's data directory gets its own database
+# (tests/lib/harness.mjs, pgDatabaseFor). Not skipped when PostgreSQL is missing:
+# then this suite fails.
+. tests/pg.sh
+if coai_pg_start; then
+  COAI_TEST_PG_URL=$COAI_PG_URL COAI_SUITE=api-pg node --test --test-concurrency=2 \
+    --test-reporter=./tests/lib/reporter.mjs tests/api/ || status=1
+  coai_pg_stop
+else
+  echo "api-pg: 0 passed, 1 failed (could not start PostgreSQL)"
+  status=1
+fi
 exit $status

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { startServer, Client, register, login, defaultBinary } from '../lib/harness.mjs';
+import { startServer, Client, register, login, defaultBinary, pgDatabaseFor } from '../lib/harness.mjs';
 
 const REGISTER = '/api/v1/auth/register';
 const LOGIN = '/api/v1/auth/login';
@@ -401,6 +401,8 @@ function runCli(args, { env, input, timeoutMs = 20000 } = {}) {
   return new Promise((resolve, reject) => {
     const fullEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATOPENAII_')));
     Object.assign(fullEnv, env);
+    const pg = fullEnv.CHATOPENAII_DATA_DIR && pgDatabaseFor(fullEnv.CHATOPENAII_DATA_DIR);
+    if (pg && !fullEnv.CHATOPENAII_DATABASE_URL) fullEnv.CHATOPENAII_DATABASE_URL = pg;
     const p = spawn(defaultBinary, args, { env: fullEnv, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';

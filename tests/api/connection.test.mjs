@@ -18,7 +18,8 @@ import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, Client, register, login, collectSse, defaultBinary } from '../lib/harness.mjs';
+import { startServer, Client, register, login, collectSse, defaultBinary, pgDatabaseFor, onPostgres } from '../lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
 import { repoRoot } from '../lib/fixtures.mjs';
 import { startFakeOpenAI, MODELS } from '../upstream/fake-openai.mjs';
 
@@ -180,6 +181,8 @@ function assertNoSecretIn(haystacks, secret, what) {
 function cli(args, { dataDir, env = {} }) {
   const full = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATOPENAII_')));
   Object.assign(full, { CHATOPENAII_DATA_DIR: dataDir, CHATOPENAII_LOG_LEVEL: 'info' });
+  const pg = pgDatabaseFor(dataDir);
+  if (pg) full.CHATOPENAII_DATABASE_URL = pg;
   for (const [k, v] of Object.entries(env)) {
     if (v === null || v === undefined) delete full[k];
     else full[k] = String(v);
@@ -330,7 +333,12 @@ test('the API key is encrypted at rest: not in any file of the data dir', async 
     const check = (when) => {
       const files = readTree(s.dataDir);
       const names = files.map(([n]) => n);
-      assert.ok(names.some((n) => n.endsWith('.db')), `${when}: a database file in ${names.join(', ')}`);
+      if (onPostgres()) {
+        // the database is PostgreSQL's: a full dump of it is read as well
+        files.push(['postgres dump', execFileSync('pg_dump', [pgDatabaseFor(s.dataDir)])]);
+      } else {
+        assert.ok(names.some((n) => n.endsWith('.db')), `${when}: a database file in ${names.join(', ')}`);
+      }
       // Positive control: plaintext columns are there, so we read the right bytes.
       assert.ok(files.some(([, b]) => b.indexOf(f.baseURL) >= 0), `${when}: base_url is stored in clear somewhere`);
       assert.ok(files.some(([, b]) => b.indexOf(c.email) >= 0), `${when}: the email is stored somewhere`);

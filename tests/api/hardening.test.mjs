@@ -32,7 +32,7 @@ import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, Client, register, login, freePort, defaultBinary } from '../lib/harness.mjs';
+import { startServer, Client, register, login, freePort, defaultBinary, pgDatabaseFor } from '../lib/harness.mjs';
 import { repoRoot } from '../lib/fixtures.mjs';
 import { SseParser } from '../lib/sse.mjs';
 import { startFakeOpenAI } from '../upstream/fake-openai.mjs';
@@ -109,6 +109,8 @@ function spawnServe(env, { dataDir, port } = {}) {
     if (v === null || v === undefined) delete fullEnv[k];
     else fullEnv[k] = String(v);
   }
+  const pg = pgDatabaseFor(dataDir);
+  if (pg && !fullEnv.CHATOPENAII_DATABASE_URL) fullEnv.CHATOPENAII_DATABASE_URL = pg;
   const proc = spawn(defaultBinary, ['serve'], { cwd: repoRoot, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   spawned.add(proc);
   const lines = [];
@@ -1224,6 +1226,8 @@ test('environments: production refuses a missing master key, plain HTTP and a bo
   const email = newEmail('prod');
   const cliEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATOPENAII_')));
   Object.assign(cliEnv, prod, { CHATOPENAII_DATA_DIR: dataDir });
+  const pg = pgDatabaseFor(dataDir);
+  if (pg) cliEnv.CHATOPENAII_DATABASE_URL = pg;
   execFileSync(defaultBinary, ['admin', 'create-user', '--email', email, '--password', PW], { cwd: repoRoot, env: cliEnv, stdio: 'pipe' });
   await withServer({ dataDir, env: prod }, async (srv) => {
     const c = new Client(srv.url);

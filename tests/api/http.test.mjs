@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, Client, register, login, freePort, defaultBinary } from '../lib/harness.mjs';
+import { startServer, Client, register, login, freePort, defaultBinary, onPostgres } from '../lib/harness.mjs';
 import { startFakeOpenAI } from '../upstream/fake-openai.mjs';
 
 const PW = 'correct horse battery';
@@ -102,7 +102,7 @@ test('/healthz and /readyz answer 200 JSON', async () => {
     assert.equal(r.status, 200, r.text);
     assert.match(r.headers['content-type'], /^application\/json/);
     assert.equal(r.json.status, 'ready');
-    assert.equal(r.json.store, 'sqlite');
+    assert.equal(r.json.store, onPostgres() ? 'postgres' : 'sqlite');
     assertCommon(r, '/readyz');
   });
 });

@@ -538,20 +538,19 @@ test('deleting a chat stops its running answer; edit/regenerate also wait for it
 });
 
 test('events of a message stored as streaming that no turn runs: the stream waits about a second for the turn to appear, then ends with the stored state', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const path = await import('node:path');
+  const { dbExec } = await import('../lib/harness.mjs');
   await withEnv({}, async (e) => {
     const chatId = await e.newChat();
     const r = await e.send(chatId, 'Hello there');
     await e.run(r.json);
     // A row that says "streaming" but that nothing runs (as between a
     // worker's insert and the turn's registration on the loop, or after its
-    // instance died), written behind the server's back (WAL allows it).
+    // instance died), written behind the server's back.
     const orphan = '01a25000-0000-7000-8000-00000000beef';
-    execFileSync('sqlite3', [path.join(e.srv.dataDir, 'chatopenaii.db'), '.timeout 5000',
+    dbExec(e.srv.dataDir,
       `INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
        VALUES ('${orphan}', '${chatId}', '${r.json.user_message.id}', 'assistant',
-               '[{"type":"text","text":"half an ans"}]', 'gpt-4o', 'streaming', 1, 1)`]);
+               '[{"type":"text","text":"half an ans"}]', 'gpt-4o', 'streaming', 1, 1)`);
     const t0 = Date.now();
     const evs = await e.run({ turn: { events_url: `/api/v1/turns/${orphan}/events` } }, { timeoutMs: 10000 });
     const waited = Date.now() - t0;

@@ -5,7 +5,8 @@
 // with a cookie jar, the CSRF headers the server expects, JSON bodies and an
 // SSE iterator. Only Node built-ins.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -82,16 +83,47 @@ const SANITIZER = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|Thr
  * Resolves { url, port, proc, dataDir, logs(), waitForLog(), sanitizerReport(),
  * stop(signal), kill(), exited, removeDataDir() }.
  */
+/**
+ * With COAI_TEST_PG_URL (a PostgreSQL database URL, tests/pg.sh), every data
+ * directory gets its own database on that server, created on first use, so
+ * a restart with the same data directory finds its data again. Returns the
+ * URL to give the server, or null when the suites run on SQLite.
+ */
+export function pgDatabaseFor(dataDir) {
+  const base = process.env.COAI_TEST_PG_URL;
+  if (!base) return null;
+  const db = `coai_${crypto.createHash('sha1').update(path.resolve(dataDir)).digest('hex').slice(0, 20)}`;
+  const exists = execFileSync('psql', [base, '-Atc', `SELECT 1 FROM pg_database WHERE datname = '${db}'`]).toString().trim();
+  if (exists !== '1') execFileSync('psql', [base, '-qc', `CREATE DATABASE ${db}`]);
+  const u = new URL(base);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+export const onPostgres = () => Boolean(process.env.COAI_TEST_PG_URL);
+
+/** Run SQL on the database of a server's data directory, behind its back:
+ * sqlite3 on the SQLite file (WAL allows a second writer), psql on
+ * PostgreSQL. */
+export function dbExec(dataDir, sql) {
+  const pg = pgDatabaseFor(dataDir);
+  if (pg) return execFileSync('psql', [pg, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql]).toString();
+  return execFileSync('sqlite3', [path.join(dataDir, 'chatopenaii.db'), '.timeout 5000', sql]).toString();
+}
+
 export async function startServer({
   env = {}, binary = defaultBinary, args = [], upstream, dataDir, port, timeoutMs = 15000,
 } = {}) {
   if (!fs.existsSync(binary)) {
     throw new Error(`server binary not found: ${binary} (build it, or set COAI_BIN)`);
   }
-  port = port ?? await freePort();
+  // No port given: the server binds port 0 and its "listening" line says
+  // which one it got (no window in which another process can take it).
+  const portZero = port === undefined || port === null;
+  if (portZero) port = 0;
   const ownDataDir = !dataDir;
   dataDir = dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'coai-api-'));
-  const url = `http://127.0.0.1:${port}`;
+  let url = `http://127.0.0.1:${port}`;
 
   // Inherit the environment minus any CHATOPENAII_* from the developer's shell.
   const fullEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHATOPENAII_')));
@@ -113,6 +145,8 @@ export async function startServer({
     if (v === null || v === undefined) delete fullEnv[k];
     else fullEnv[k] = String(v);
   }
+  const pg = pgDatabaseFor(dataDir);
+  if (pg && !fullEnv.CHATOPENAII_DATABASE_URL) fullEnv.CHATOPENAII_DATABASE_URL = pg;
 
   const proc = spawn(binary, ['serve', ...args], { cwd: repoRoot, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
@@ -205,6 +239,22 @@ export async function startServer({
     return new Error(`${message}; stderr:\n${stderrText()}`);
   };
   const deadline = Date.now() + timeoutMs;
+  if (portZero) {
+    let line = null;
+    while (!line) {
+      line = lines.map((l) => l.line).find((l) => /"msg":"listening"/.test(l));
+      if (line) break;
+      if (exitInfo) throw await fail(`server exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before listening`);
+      if (Date.now() > deadline) throw await fail(`server did not log "listening" within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+    const m = /"port":(\d+)/.exec(line);
+    if (!m || Number(m[1]) === 0) throw await fail(`no port in the listening line: ${line}`);
+    port = Number(m[1]);
+    url = `http://127.0.0.1:${port}`;
+    server.port = port;
+    server.url = url;
+  }
   for (;;) {
     if (exitInfo) throw await fail(`server exited (code ${exitInfo.code}, signal ${exitInfo.signal}) before /healthz answered`);
     if (await probe(`${url}/healthz`) === 200) return server;
