@@ -9,7 +9,7 @@ ASAN_BUILD ?= build-asan
 BIN        := $(BUILD)/server/chatopenaii
 ASAN_BIN   := $(ASAN_BUILD)/server/chatopenaii
 
-.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway clean check coverage fuzz
+.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway bench-open clean check coverage fuzz
 
 all: build
 
@@ -54,6 +54,11 @@ bench: build
 
 bench-gateway: build
 	@bash bench/gateway/run.sh $(BIN)
+
+# a 2,000-message chat opened in headless chromium (Playwright from tests/e2e)
+bench-open: build web
+	@cd tests/e2e && if [ ! -d node_modules ]; then PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; fi
+	@node bench/chat_open_browser.mjs $(BIN)
 
 # line coverage of the C server and the web app, each at least 80%
 coverage: deps-test

@@ -68,6 +68,14 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   const view = useRef({ top: 0, height: 800 });
   const [range, setRange] = useState<[number, number]>([0, 0]);
   const frame = useRef<number | null>(null);
+  // Only the person unsticks the list: scroll events also come from layout
+  // (rows measured taller than estimated, scroll anchoring, clamping), and
+  // those must not leave a freshly opened chat stranded mid-way.
+  const lastTop = useRef(0);
+  const userAt = useRef(Number.NEGATIVE_INFINITY);
+  const userInput = () => {
+    userAt.current = performance.now();
+  };
 
   const estimate = () => {
     const m = measured.current;
@@ -91,7 +99,9 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
 
   const toBottom = useCallback(() => {
     const el = scroller.current;
-    if (el) el.scrollTop = el.scrollHeight;
+    if (!el) return;
+    el.scrollTop = el.scrollHeight;
+    lastTop.current = el.scrollTop;
   }, []);
 
   // Measure rows as they render and whenever they change size (streaming).
@@ -150,6 +160,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   const nonce = chat.followNonce.value;
   useLayoutEffect(() => {
     if (nonce === 0) return;
+    userAt.current = Number.NEGATIVE_INFINITY;
     stick.current = true;
     setShowJump(false);
     recompute();
@@ -160,8 +171,15 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     const el = scroller.current;
     if (!el) return;
     const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
-    stick.current = atBottom;
-    if (showJump === atBottom) setShowJump(!atBottom);
+    const up = el.scrollTop < lastTop.current - 1;
+    lastTop.current = el.scrollTop;
+    const byPerson = performance.now() - userAt.current < 1000;
+    if (atBottom) stick.current = true;
+    else if (up && byPerson) stick.current = false;
+    else if (!byPerson && stick.current) toBottom(); // layout moved us: stay at the latest
+    else if (byPerson) stick.current = false;
+    const away = !stick.current;
+    if (showJump !== away) setShowJump(away);
     if (frame.current !== null) return;
     frame.current = requestAnimationFrame(() => {
       frame.current = null;
@@ -186,6 +204,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   for (let i = end; i < ids.length; i++) after += heights[i]!;
 
   const jump = () => {
+    userAt.current = Number.NEGATIVE_INFINITY; // the scrolls that follow are ours
     stick.current = true;
     setShowJump(false);
     recompute();
@@ -195,7 +214,19 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
 
   return (
     <div class="message-pane">
-    <div class="message-scroller" ref={scroller} onScroll={onScroll} data-testid="message-list" role="region" aria-label="Messages" tabIndex={0}>
+    <div
+      class="message-scroller"
+      ref={scroller}
+      onScroll={onScroll}
+      onWheel={userInput}
+      onTouchMove={userInput}
+      onPointerDown={userInput}
+      onKeyDown={userInput}
+      data-testid="message-list"
+      role="region"
+      aria-label="Messages"
+      tabIndex={0}
+    >
       <div class="message-column">
         {header}
         <div style={{ height: `${before}px` }} aria-hidden="true" />
