@@ -119,6 +119,31 @@ int view_message_append(struct buf *b, const struct store_message *m)
     return rc;
 }
 
+char *view_messages_text(const char *prefix, const struct store_message *msgs, size_t n,
+                         const char *suffix, size_t max)
+{
+    struct buf b;
+    buf_init(&b, max);
+    int rc = buf_append_str(&b, prefix);
+    if (rc == 0)
+        rc = buf_append(&b, "[", 1);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i)
+            rc = buf_append(&b, ",", 1);
+        if (rc == 0)
+            rc = view_message_append(&b, &msgs[i]);
+    }
+    if (rc == 0)
+        rc = buf_append(&b, "]", 1);
+    if (rc == 0)
+        rc = buf_append_str(&b, suffix);
+    if (rc != 0) {
+        buf_cleanup(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
 json_t *view_connection(const struct store_conn *c)
 {
     bool has_key = c->key_ct && c->key_ct_len > 0;

@@ -18,6 +18,10 @@ json_t *view_message(const struct store_message *m);
  * chats. -1 when b's cap is reached. */
 struct buf;
 int view_message_append(struct buf *b, const struct store_message *m);
+/* prefix, then the messages as a JSON array (view_message_append), then
+ * suffix, as one new string; NULL when it would pass max bytes. */
+char *view_messages_text(const char *prefix, const struct store_message *msgs, size_t n,
+                         const char *suffix, size_t max);
 /* The connection without its key: base_url, key_last4, has_key, source. */
 json_t *view_connection(const struct store_conn *c);
 /* Parse stored JSON text; NULL/invalid text gives fallback (may be NULL = json null). */

@@ -207,12 +207,20 @@ void api_chats_get(struct api_ctx *c)
         store_chat_clear(&ch);
         return api_fail_err(c, e, "");
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, view_message(&msgs[i]));
-    store_message_list_free(msgs, n);
-    api_reply_take(c, 200, json_pack("{s:o,s:o}", "chat", view_chat(&ch), "messages", arr));
+    /* The messages are written straight from their stored JSON (see
+     * view_messages_text): opening a long chat is this request. */
+    json_t *chat = view_chat(&ch);
+    char *chat_text = json_dumps(chat, JSON_COMPACT);
+    json_decref(chat);
     store_chat_clear(&ch);
+    char *prefix = xasprintf("{\"chat\":%s,\"messages\":", chat_text ? chat_text : "null");
+    free(chat_text);
+    char *text = view_messages_text(prefix, msgs, n, "}", LIMIT_CHAT_MESSAGES_REPLY);
+    free(prefix);
+    store_message_list_free(msgs, n);
+    if (!text)
+        return api_fail(c, 500, "internal_error", "this chat is too large to send at once");
+    api_reply_text_take(c, 200, text);
 }
 
 void api_chats_update(struct api_ctx *c)

@@ -437,23 +437,11 @@ void api_messages_list(struct api_ctx *c)
     /* Written directly (the stored content is JSON already): a long chat is
      * megabytes, and parsing it only to print it again costs most of the
      * time of opening it. */
-    struct buf b;
-    buf_init(&b, LIMIT_CHAT_MESSAGES_REPLY);
-    int rc = buf_append_str(&b, "{\"data\":[");
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (i)
-            rc = buf_append(&b, ",", 1);
-        if (rc == 0)
-            rc = view_message_append(&b, &msgs[i]);
-    }
-    if (rc == 0)
-        rc = buf_append_str(&b, "]}");
+    char *text = view_messages_text("{\"data\":", msgs, n, "}", LIMIT_CHAT_MESSAGES_REPLY);
     store_message_list_free(msgs, n);
-    if (rc != 0) {
-        buf_cleanup(&b);
+    if (!text)
         return api_fail(c, 500, "internal_error", "this chat is too large to send at once");
-    }
-    api_reply_text_take(c, 200, buf_take(&b, NULL));
+    api_reply_text_take(c, 200, text);
 }
 
 /* ---- following and stopping turns -------------------------------------------- */
