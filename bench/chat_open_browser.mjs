@@ -91,6 +91,10 @@ for (let run = 0; run <= RUNS; run++) {
       latest: performance.now() - (nav ? nav.startTime : 0),
       fcp: fcp ? fcp.startTime : NaN,
       rows: document.querySelectorAll('[data-testid="message"]').length,
+      dcl: nav ? nav.domContentLoadedEventEnd : NaN,
+      api: Object.fromEntries(performance.getEntriesByType('resource')
+        .filter((e) => e.name.includes('/api/') || e.name.endsWith('.js'))
+        .map((e) => [e.name.replace(/^https?:\/\/[^/]+/, ''), `${e.startTime.toFixed(0)}-${e.responseEnd.toFixed(0)}`])),
     };
   });
   await page.close();
@@ -105,4 +109,5 @@ console.log(`open a 2,000-message chat in chromium (${RUNS} runs after a warm-up
 console.log(`  first contentful paint: median ${f(med(results.map((r) => r.fcp)))}, worst ${f(max(results.map((r) => r.fcp)))}`);
 console.log(`  latest message visible: median ${f(med(results.map((r) => r.latest)))}, worst ${f(max(results.map((r) => r.latest)))}`);
 console.log(`  message rows in the DOM: ${results[0].rows} of 2000`);
+if (process.env.VERBOSE) console.log(JSON.stringify(results[0], null, 1));
 process.exit(0);

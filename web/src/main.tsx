@@ -7,7 +7,8 @@ import { theme } from './state/ui';
 import { onSignedIn, onSignedOut } from './state/session';
 import { loadChats, resetChats } from './state/chats';
 import { loadConnection, loadModels } from './state/connection';
-import { closeChat, refreshOpenChat } from './state/chat';
+import { closeChat, prefetchChat, refreshOpenChat } from './state/chat';
+import { parseRoute } from './state/router';
 
 if (import.meta.env.DEV) void import('./debug');
 
@@ -36,5 +37,9 @@ onSignedOut(() => {
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshOpenChat();
 });
+
+// Opening on a chat: fetch it now, alongside the session check.
+const first = parseRoute(location.pathname);
+if (first.name === 'chat' && first.id) prefetchChat(first.id);
 
 render(<App />, document.getElementById('app')!);

@@ -122,6 +122,8 @@ export const api = {
     request<ChatPage>('GET', `/chats?limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ''}`),
   createChat: (fields: ChatPatch = {}) => request<{ chat: Chat }>('POST', '/chats', { body: fields }),
   chat: (id: string, signal?: AbortSignal) => request<ChatWithMessages>('GET', `/chats/${enc(id)}`, { signal }),
+  /** The same, fetched at boot before the session is known: a 401 is not news. */
+  chatEarly: (id: string) => request<ChatWithMessages>('GET', `/chats/${enc(id)}`, { expect401: true }),
   updateChat: (id: string, patch: ChatPatch) => request<{ chat: Chat }>('PATCH', `/chats/${enc(id)}`, { body: patch }),
   deleteChat: (id: string) => request<void>('DELETE', `/chats/${enc(id)}`),
   send: (chatId: string, content: string, parentId?: string | null) =>

@@ -5,7 +5,7 @@
 
 import { batch, computed, signal, type Signal } from '@preact/signals';
 import { api, ApiError, followTurn, type TurnStream } from '../api/client';
-import type { Chat, ChatParams, ChatPatch, Message, TurnStarted } from '../api/types';
+import type { Chat, ChatParams, ChatPatch, ChatWithMessages, Message, TurnStarted } from '../api/types';
 import { announce, toast } from './ui';
 import { chats, loadChats, touchChat, upsertChat } from './chats';
 import { addChild, buildChildren, defaultLeaf, newestLeaf, siblingInfo, visiblePath, type Children, type SiblingInfo, type TreeNode } from './tree';
@@ -187,6 +187,29 @@ export const chatLoading = signal(false);
 export const chatError = signal<ApiError | null>(null);
 let loadSeq = 0;
 
+// A chat fetched at boot, in parallel with the session check, when the page
+// opens on /c/<id>: opening a long chat does not wait for /me first.
+let early: { id: string; p: Promise<ChatWithMessages> } | null = null;
+
+export function prefetchChat(id: string): void {
+  const p = api.chatEarly(id);
+  p.catch(() => {}); // used (or retried) by openChatById
+  early = { id, p };
+}
+
+async function fetchChat(id: string): Promise<ChatWithMessages> {
+  const e = early;
+  early = null;
+  if (e && e.id === id) {
+    try {
+      return await e.p;
+    } catch {
+      /* signed out at boot, or gone: ask again now */
+    }
+  }
+  return api.chat(id);
+}
+
 export async function openChatById(id: string): Promise<void> {
   if (openChat.value?.id === id) return;
   openChat.value?.close();
@@ -197,7 +220,7 @@ export async function openChatById(id: string): Promise<void> {
     chatError.value = null;
   });
   try {
-    const data = await api.chat(id);
+    const data = await fetchChat(id);
     if (seq !== loadSeq) return;
     const c = new OpenChat(data.chat, data.messages);
     openChat.value = c;
