@@ -241,6 +241,8 @@ static int seed_prices(struct config *cfg)
 static void serve_teardown(struct app *app)
 {
     if (app->pool)
+        gateway_usage_flush(app->gw); /* the last usage rows, before the pool drains */
+    if (app->pool)
         pool_free(app->pool);
     app->pool = NULL;
     if (app->turns)

@@ -31,9 +31,14 @@
 #include "../lib/pool.h"
 #include "../lib/strmap.h"
 #include "../llm/curlev.h"
-#include "../llm/openai_stream.h"
 #include "../llm/sse_parse.h"
 #include "bucket.h"
+
+/* Usage rows wait at most this long for others to share their transaction
+ * (a crash loses at most this much accounting; a clean stop loses none),
+ * and no more than USAGE_BATCH_MAX wait. */
+#define USAGE_DELAY_MS 50
+#define USAGE_BATCH_MAX 512
 
 #define NEG_CACHE_MS 5000
 #define COOLDOWN_DEFAULT_S 10
@@ -98,6 +103,8 @@ struct gateway {
     struct store_usage *usage_q; /* owned, each .model owned */
     size_t usage_n, usage_cap;
     bool usage_scheduled;        /* a flush job is queued and has not taken the rows yet */
+    struct event *usage_timer;   /* loop only: the next flush, USAGE_DELAY_MS after a first row */
+    bool usage_armed;            /* loop only: usage_timer is pending */
 };
 
 static int64_t month_start_ms(int64_t now)
@@ -211,6 +218,11 @@ struct gw_req {
     size_t nfh, capfh;
     bool headers_done;
     bool holding;              /* keep the body (failover or filtering), do not forward */
+    /* what a relayed stream told us, read without parsing every chunk */
+    char *s_model;             /* owned: "model" of the first event */
+    int64_t s_prompt, s_completion; /* from a usage event; -1 = none yet */
+    size_t s_text;             /* bytes of content and tool arguments (escaped) */
+    bool s_first;              /* the first event was seen */
     bool started;              /* reply headers sent */
     bool client_gone;
     bool finished;
@@ -218,7 +230,6 @@ struct gw_req {
     struct buf copy;           /* non-stream body copy for usage */
     struct evbuffer *out;
     struct sse_parser *sse;
-    struct oai_stream *oai;
     int64_t ttfb_us;
 };
 
@@ -254,7 +265,7 @@ static void gr_free(struct gw_req *g)
     if (g->out)
         evbuffer_free(g->out);
     sse_parser_free(g->sse);
-    oai_stream_free(g->oai);
+    free(g->s_model);
     free(g);
 }
 
@@ -475,12 +486,42 @@ void gateway_record(struct app *app, const struct store_usage *u)
         gw->usage_q = xrealloc(gw->usage_q, gw->usage_cap * sizeof *gw->usage_q);
     }
     gw->usage_q[gw->usage_n++] = j->u; /* the row owns the model copy now */
-    bool submit = !gw->usage_scheduled;
-    gw->usage_scheduled = true;
+    bool full = gw->usage_n >= USAGE_BATCH_MAX;
     pthread_mutex_unlock(&gw->usage_mu);
     free(j);
+    if (full || app->shutting_down)
+        gateway_usage_flush(gw);
+    else if (!gw->usage_armed) {
+        /* A short wait lets rows of concurrent requests share one
+         * transaction (and one fsync) instead of one each. */
+        struct timeval tv = {0, USAGE_DELAY_MS * 1000};
+        gw->usage_armed = true;
+        evtimer_add(gw->usage_timer, &tv);
+    }
+}
+
+void gateway_usage_flush(struct gateway *gw)
+{
+    if (!gw)
+        return;
+    if (gw->usage_armed) {
+        evtimer_del(gw->usage_timer);
+        gw->usage_armed = false;
+    }
+    pthread_mutex_lock(&gw->usage_mu);
+    bool submit = gw->usage_n > 0 && !gw->usage_scheduled;
     if (submit)
-        pool_submit(app->pool, usage_work, NULL, gw);
+        gw->usage_scheduled = true;
+    pthread_mutex_unlock(&gw->usage_mu);
+    if (submit)
+        pool_submit(gw->app->pool, usage_work, NULL, gw);
+}
+
+static void on_usage_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *gw = arg;
+    gw->usage_armed = false;
+    gateway_usage_flush(gw);
 }
 
 static int64_t estimate_tokens(size_t bytes)
@@ -501,16 +542,14 @@ static void record_and_free(struct gw_req *g, int status)
         u.prompt_tokens = u.completion_tokens = u.cached_tokens = 0;
         const char *model = g->model;
         bool have_usage = false;
-        if (g->oai) {
-            int64_t pt, ct;
-            oai_stream_usage(g->oai, &pt, &ct);
-            if (pt >= 0 || ct >= 0) {
-                u.prompt_tokens = pt > 0 ? pt : 0;
-                u.completion_tokens = ct > 0 ? ct : 0;
+        if (g->sse) {
+            if (g->s_prompt >= 0 || g->s_completion >= 0) {
+                u.prompt_tokens = g->s_prompt > 0 ? g->s_prompt : 0;
+                u.completion_tokens = g->s_completion > 0 ? g->s_completion : 0;
                 have_usage = true;
             }
-            if (oai_stream_model(g->oai))
-                model = oai_stream_model(g->oai);
+            if (g->s_model)
+                model = g->s_model;
         }
         json_t *root = NULL;
         if (!have_usage && g->copy.len) {
@@ -538,8 +577,8 @@ static void record_and_free(struct gw_req *g, int status)
             u.tokens_estimated = true;
             u.prompt_tokens = estimate_tokens(g->body_len);
             size_t out_len = 0;
-            if (g->oai)
-                oai_stream_content(g->oai, &out_len);
+            if (g->sse)
+                out_len = g->s_text;
             else
                 out_len = g->copy.len;
             u.completion_tokens = estimate_tokens(out_len);
@@ -602,12 +641,55 @@ static void start_reply(struct gw_req *g)
     evhttp_send_reply_start(g->req, (int)g->status, reason((int)g->status));
 }
 
+/* Bytes of every JSON string value that follows key (e.g. "\"content\":\""),
+ * escapes counted as written: a cheap stand-in for the decoded length. */
+static size_t string_bytes_after(const char *p, size_t len, const char *key, size_t klen)
+{
+    size_t total = 0;
+    const char *end = p + len;
+    for (;;) {
+        const char *k = memmem(p, (size_t)(end - p), key, klen);
+        if (!k)
+            return total;
+        const char *q = k + klen;
+        while (q < end && *q != '"') {
+            q += (*q == '\\' && q + 1 < end) ? 2 : 1;
+        }
+        total += (size_t)(q - (k + klen));
+        p = q;
+    }
+}
+
+/* One event of a relayed stream: only the first one (for the model) and one
+ * that carries usage are parsed; the rest are scanned for the length of
+ * their text, in case the provider sends no usage (then it is estimated). */
 static int on_usage_event(void *arg, const char *event, const char *data, size_t len,
                           const char *id)
 {
     struct gw_req *g = arg;
-    struct oai_update u;
-    (void)oai_stream_feed(g->oai, data, len, &u);
+    bool usage = memmem(data, len, "\"usage\":{", 9) != NULL;
+    if (!g->s_first || usage) {
+        json_t *root = json_loadb(data, len, 0, NULL);
+        if (!g->s_first && root) {
+            const char *m = json_string_value(json_object_get(root, "model"));
+            if (m && !g->s_model)
+                g->s_model = xstrdup(m);
+            g->s_first = true;
+        }
+        json_t *u = json_object_get(root, "usage");
+        if (json_is_object(u)) {
+            json_t *pt = json_object_get(u, "prompt_tokens");
+            json_t *ct = json_object_get(u, "completion_tokens");
+            if (json_is_integer(pt))
+                g->s_prompt = json_integer_value(pt);
+            if (json_is_integer(ct))
+                g->s_completion = json_integer_value(ct);
+        }
+        json_decref(root);
+    }
+    g->s_text += string_bytes_after(data, len, "\"content\":\"", 11) +
+                 string_bytes_after(data, len, "\"arguments\":\"", 13) +
+                 string_bytes_after(data, len, "\"refusal\":\"", 11);
     return 0;
 }
 
@@ -637,7 +719,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
         else
             start_reply(g);
         if (g->status == 200 && g->stream && !g->holding) {
-            g->oai = oai_stream_new();
+            g->s_prompt = g->s_completion = -1;
             g->sse = sse_parser_new(LIMIT_UPSTREAM_SSE_LINE, on_usage_event, g);
         }
         return len;
@@ -1539,6 +1621,7 @@ struct gateway *gateway_new(struct app *app)
     gw->tokens = strmap_new();
     gw->rng = (unsigned)now_ms();
     pthread_mutex_init(&gw->usage_mu, NULL);
+    gw->usage_timer = evtimer_new(app->base, on_usage_timer, gw);
     app->gw = gw;
     gateway_reload(app);
     return gw;
@@ -1559,5 +1642,7 @@ void gateway_free(struct gateway *gw)
         free(gw->usage_q[i].model);
     free(gw->usage_q);
     pthread_mutex_destroy(&gw->usage_mu);
+    if (gw->usage_timer)
+        event_free(gw->usage_timer);
     free(gw);
 }

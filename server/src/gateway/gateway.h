@@ -55,6 +55,9 @@ int64_t gateway_cost(struct app *app, const char *model, int64_t prompt, int64_t
 /* Record a usage row (through the pool) and count it against the user's
  * budget and token-per-minute buckets. u is copied. */
 void gateway_record(struct app *app, const struct store_usage *u);
+/* Hand every waiting usage row to the pool now (shutdown calls it before the
+ * pool drains). NULL-safe. */
+void gateway_usage_flush(struct gateway *gw);
 
 /* Live health of pool keys as JSON (array, new reference) for the admin view. */
 json_t *gateway_pool_health(struct app *app);
