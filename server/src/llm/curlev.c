@@ -124,7 +124,9 @@ struct curlev *curlev_new(struct event_base *base)
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L);
+    /* Keep as many idle provider connections as transfers can run at once:
+     * a smaller cache closes and reopens connections under load. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 1024L);
     c->share = curl_share_init();
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
