@@ -105,6 +105,8 @@ struct gateway {
     bool usage_scheduled;        /* a flush job is queued and has not taken the rows yet */
     struct event *usage_timer;   /* loop only: the next flush, USAGE_DELAY_MS after a first row */
     bool usage_armed;            /* loop only: usage_timer is pending */
+    uint64_t reload_seq;         /* reloads submitted */
+    uint64_t reload_applied;     /* seq of the newest reload applied */
 };
 
 static int64_t month_start_ms(int64_t now)
@@ -1504,6 +1506,7 @@ json_t *gateway_pool_health(struct app *app)
 
 struct reload_job {
     struct app *app;
+    uint64_t seq;  /* gateway_reload's count when submitted */
     struct pool_key *keys;
     size_t nkeys;
     struct store_price *prices;
@@ -1554,6 +1557,17 @@ static void reload_done(void *arg)
 {
     struct reload_job *j = arg;
     struct gateway *gw = j->app->gw;
+    /* Reloads run on several workers and may finish out of order: a later
+     * one (submitted after a newer change) must not be undone by an older. */
+    if (j->seq < gw->reload_applied) {
+        for (size_t i = 0; i < j->nkeys; i++)
+            pool_key_clear(&j->keys[i]);
+        free(j->keys);
+        store_price_list_free(j->prices, j->nprices);
+        free(j);
+        return;
+    }
+    gw->reload_applied = j->seq;
     if (j->ok) {
         /* keep live health (cool-downs, counters) of keys that stay */
         for (size_t i = 0; i < j->nkeys; i++)
@@ -1586,6 +1600,7 @@ void gateway_reload(struct app *app)
 {
     struct reload_job *j = xcalloc(1, sizeof *j);
     j->app = app;
+    j->seq = ++app->gw->reload_seq;
     pool_submit(app->pool, reload_work, reload_done, j);
 }
 
