@@ -19,6 +19,8 @@ trap cleanup EXIT
 start_server() {
   local t0 t1
   t0=$(date +%s%N)
+  # rate limits off: wrk would otherwise measure 429 answers
+  CHATOPENAII_RATE_API=0 CHATOPENAII_RATE_AUTH=0 CHATOPENAII_RATE_GENERATE=0 \
   CHATOPENAII_LISTEN=127.0.0.1:$PORT CHATOPENAII_DATA_DIR=$DATA CHATOPENAII_LOG_LEVEL=warn \
     CHATOPENAII_MASTER_KEY=$(printf '%064d' 7) "$BIN" serve >/dev/null 2>>"$DATA/server.log" &
   PID=$!
@@ -47,7 +49,13 @@ for i in $(seq 1 50); do
 done
 COOKIE=$(awk '$6=="coai_session" {print $7}' "$DATA/jar")
 
-rps() { wrk -t2 -c32 -d"$DUR" "$@" | awk '/Requests\/sec/ {print $2}'; }
+# requests/s; a run with any non-2xx answer is an error, not a figure
+rps() {
+  local out
+  out=$(wrk -t2 -c32 -d"$DUR" "$@")
+  if grep -q 'Non-2xx' <<<"$out"; then echo "bench: non-2xx answers from $*:" >&2; echo "$out" >&2; exit 1; fi
+  awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
 health=$(rps "$URL/healthz")
 chats=$(rps -H "Cookie: coai_session=$COOKIE" "$URL/api/v1/chats?limit=50")
 rss_after=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
@@ -60,9 +68,7 @@ BIG=$(curl -fs -b "$DATA/jar" "${H[@]}" -d '{"title":"2,000 messages"}' "$URL/ap
   sed -n 's/.*"chat":{"id":"\([^"]*\)".*/\1/p')
 DB=$(ls "$DATA"/*.db 2>/dev/null | head -n 1)
 TEXT=$(printf 'Lorem ipsum dolor sit amet, **consectetur** adipiscing elit; sed do eiusmod `tempor` incididunt ut labore et dolore magna aliqua. %.0s' 1 2 3 4 5)
-sqlite3 "$DB" ".timeout 5000
-
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+sqlite3 "$DB" ".timeout 5000" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
 INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
 SELECT printf('01a25000-0000-7000-8000-%012d', i), '$BIG',
        CASE WHEN i = 1 THEN NULL ELSE printf('01a25000-0000-7000-8000-%012d', i - 1) END,
@@ -70,10 +76,12 @@ SELECT printf('01a25000-0000-7000-8000-%012d', i), '$BIG',
        json_array(json_object('type', 'text', 'text', 'Message ' || i || '. $TEXT')),
        'gpt-4o-mini', 'complete', 1790000000000 + i, 1790000000000 + i FROM n;
 UPDATE chats SET current_leaf_id = '01a25000-0000-7000-8000-000000002000' WHERE id = '$BIG';"
-open_lat=$(wrk -t1 -c1 -d"$DUR" --latency -H "Cookie: coai_session=$COOKIE" \
-  "$URL/api/v1/chats/$BIG/messages" | awk '$1 == "50%" {print $2} $1 == "99%" {print $2}' | paste -sd' ')
+open_out=$(wrk -t1 -c1 -d"$DUR" --latency -H "Cookie: coai_session=$COOKIE" "$URL/api/v1/chats/$BIG/messages")
+if grep -q 'Non-2xx' <<<"$open_out"; then echo "bench: non-2xx answers opening the chat:" >&2; echo "$open_out" >&2; exit 1; fi
+open_lat=$(awk '$1 == "50%" {print $2} $1 == "99%" {print $2}' <<<"$open_out" | paste -sd' ')
 open_bytes=$(curl -fs -b "$DATA/jar" "$URL/api/v1/chats/$BIG/messages" | wc -c)
-open_n=$(curl -fs -b "$DATA/jar" "$URL/api/v1/chats/$BIG/messages" | grep -o '"role":' | wc -l)
+open_n=$(curl -fs -b "$DATA/jar" "$URL/api/v1/chats/$BIG/messages" | grep -o '"role":' | wc -l || true)
+if [ "$open_n" != 2000 ]; then echo "bench: the long chat has $open_n messages, not 2000" >&2; exit 1; fi
 
 printf 'startup (exec -> /healthz 200, best of 5): %.2f ms\n' "$(echo "$best/1000" | bc -l)"
 printf 'idle RSS after start: %d KiB\n' "$rss"
