@@ -430,13 +430,9 @@ static void usage_work(void *arg, void *ctx)
     if (n == 0)
         return;
     bool tx = n > 1 && store_begin(ctx) == APP_OK;
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (store_usage_insert(ctx, &rows[i]) != APP_OK) {
+    for (size_t i = 0; i < n; i++)
+        if (store_usage_insert(ctx, &rows[i]) != APP_OK)
             log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
-            failed++;
-        }
-    }
     if (tx && store_commit(ctx) != APP_OK) {
         log_error("usage records failed", "detail", store_errmsg(ctx), NULL);
         store_rollback(ctx);
@@ -445,7 +441,6 @@ static void usage_work(void *arg, void *ctx)
             if (store_usage_insert(ctx, &rows[i]) != APP_OK)
                 log_error("usage record failed", "detail", store_errmsg(ctx), NULL);
     }
-    (void)failed;
     for (size_t i = 0; i < n; i++)
         free(rows[i].model);
     free(rows);
@@ -454,19 +449,16 @@ static void usage_work(void *arg, void *ctx)
 void gateway_record(struct app *app, const struct store_usage *u)
 {
     struct gateway *gw = app->gw;
-    struct {
-        struct store_usage u;
-    } *j = xcalloc(1, sizeof *j);
-    j->u = *u;
-    j->u.model = xstrdup(u->model);
-    if (!j->u.created_at)
-        j->u.created_at = now_ms();
+    struct store_usage row = *u;
+    row.model = xstrdup(u->model);
+    if (!row.created_at)
+        row.created_at = now_ms();
     int64_t total = (u->prompt_tokens > 0 ? u->prompt_tokens : 0) +
                     (u->completion_tokens > 0 ? u->completion_tokens : 0);
     int64_t now = mono_us();
     if (u->user_id[0]) {
         struct user_state *us = user_state(gw, u->user_id);
-        int64_t ms = month_start_ms(j->u.created_at);
+        int64_t ms = month_start_ms(row.created_at);
         if (us->month_start != ms) {
             us->month_start = ms;
             us->month_tokens = us->month_cost = 0;
@@ -487,10 +479,9 @@ void gateway_record(struct app *app, const struct store_usage *u)
         gw->usage_cap = gw->usage_cap ? gw->usage_cap * 2 : 64;
         gw->usage_q = xrealloc(gw->usage_q, gw->usage_cap * sizeof *gw->usage_q);
     }
-    gw->usage_q[gw->usage_n++] = j->u; /* the row owns the model copy now */
+    gw->usage_q[gw->usage_n++] = row; /* the queue owns the model copy now */
     bool full = gw->usage_n >= USAGE_BATCH_MAX;
     pthread_mutex_unlock(&gw->usage_mu);
-    free(j);
     if (full || app->shutting_down)
         gateway_usage_flush(gw);
     else if (!gw->usage_armed) {

@@ -71,7 +71,6 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   // Only the person unsticks the list: scroll events also come from layout
   // (rows measured taller than estimated, scroll anchoring, clamping), and
   // those must not leave a freshly opened chat stranded mid-way.
-  const lastTop = useRef(0);
   const userAt = useRef(Number.NEGATIVE_INFINITY);
   const userInput = () => {
     userAt.current = performance.now();
@@ -101,7 +100,6 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     const el = scroller.current;
     if (!el) return;
     el.scrollTop = el.scrollHeight;
-    lastTop.current = el.scrollTop;
   }, []);
 
   // Measure rows as they render and whenever they change size (streaming).
@@ -171,13 +169,10 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     const el = scroller.current;
     if (!el) return;
     const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
-    const up = el.scrollTop < lastTop.current - 1;
-    lastTop.current = el.scrollTop;
     const byPerson = performance.now() - userAt.current < 1000;
     if (atBottom) stick.current = true;
-    else if (up && byPerson) stick.current = false;
-    else if (!byPerson && stick.current) toBottom(); // layout moved us: stay at the latest
     else if (byPerson) stick.current = false;
+    else if (stick.current) toBottom(); // layout moved us: stay at the latest
     const away = !stick.current;
     if (showJump !== away) setShowJump(away);
     if (frame.current !== null) return;
