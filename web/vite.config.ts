@@ -18,5 +18,16 @@ export default defineConfig({
     // Correctness, not timing: the randomized streaming tests take seconds
     // on a busy 2-core machine, over Vitest's 5 s default.
     testTimeout: 30000,
+    // `npm run coverage` (scripts/coverage.sh, `make coverage`): line
+    // coverage of every source file, tested or not; the report goes to
+    // ../build-cov/web (coverage-summary.json is read by scripts/coverage.sh).
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.{ts,tsx}'],
+      exclude: ['src/**/*.test.{ts,tsx}'],
+      reporter: ['text-summary', 'json-summary', 'html'],
+      reportsDirectory: '../build-cov/web',
+      thresholds: { lines: 80 },
+    },
   },
 });
