@@ -30,9 +30,16 @@ fi
 
 # --- web app ----------------------------------------------------------------
 if [ -f web/package.json ] && grep -q '"coverage"' web/package.json; then
+  # vite.config.ts writes the report to build-cov/web (json-summary + html)
+  rm -f build-cov/web/coverage-summary.json
   (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent coverage) \
-    | tee build-cov/web.txt
-  w_pct=$(grep -oE 'coverage-web: [0-9.]+' build-cov/web.txt | awk '{print $2}')
+    > build-cov/web.txt 2>&1 \
+    || { echo "coverage: web tests failed or below the threshold (see build-cov/web.txt)"; status=1; }
+  grep -E 'web-unit: [0-9]+ passed' build-cov/web.txt
+  w_pct=$(node -e 'try { console.log(require(process.argv[1]).total.lines.pct) } catch { }' \
+    "$PWD/build-cov/web/coverage-summary.json")
+  echo "coverage-web: ${w_pct:-?}% of lines in web/src (minimum ${MIN}%)"
+  [ -f build-cov/web/index.html ] && echo "coverage-web: report in build-cov/web/index.html"
   if [ -z "$w_pct" ] || ! awk -v p="$w_pct" -v m="$MIN" 'BEGIN { exit !(p + 0 >= m) }'; then status=1; fi
 else
   echo "coverage-web: no coverage script in web/package.json"
