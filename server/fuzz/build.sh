@@ -26,7 +26,9 @@ if [ -z "$CC" ]; then
 fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -std=c11 -Iserver/src -Wall -Wno-unused-parameter"
+# store_pg.c includes <libpq-fe.h>, which Debian keeps in /usr/include/postgresql
+PQ_CFLAGS=$(pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -std=c11 -Iserver/src $PQ_CFLAGS -Wall -Wno-unused-parameter"
 
 # Sources each harness links (paths under server/src). fuzz_json,
 # fuzz_upstream and fuzz_headers #include the .c files whose static
@@ -48,9 +50,9 @@ LIBS_path="-levent"
 LIBS_keys="-lcrypto -largon2"
 LIBS_config=""
 # Everything the server links (the same dependencies as meson.build).
-LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson sqlite3 \
+LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson sqlite3 libpq \
     libcrypto libargon2 2>/dev/null || echo -levent_openssl -levent -lssl -lcurl -ljansson \
-    -lsqlite3 -lcrypto -largon2) -lpthread -lm"
+    -lsqlite3 -lpq -lcrypto -largon2) -lpthread -lm"
 LIBS_json=$LIBS_all
 LIBS_upstream=$LIBS_all
 LIBS_headers=$LIBS_all

@@ -11,7 +11,7 @@
 # repo: libFuzzer writes new inputs only to the first corpus directory).
 # Crash inputs go to build-fuzz/crashes/NAME/, logs to build-fuzz/logs/.
 #
-# Prints `fuzz-NAME: N execs, C crashes` per harness and a summary
+# Prints `fuzz-NAME: N execs in S s, C crashes` per harness and a summary
 # `fuzz: P passed, F failed`; exits 1 if any harness crashed (or did not
 # run its time), 2 if the build failed.
 set -u
@@ -93,18 +93,20 @@ for n in $NAMES; do
     done
     dict=()
     [ -f "server/fuzz/$n.dict" ] && dict=("-dict=server/fuzz/$n.dict")
+    t0=$(date +%s)
     # shellcheck disable=SC2046
     "$bin" -max_total_time="$SECONDS_EACH" -print_final_stats=1 -timeout=25 \
         -rss_limit_mb=2560 -artifact_prefix="$crashes/" $(options "$n") "${dict[@]}" \
         "${dirs[@]}" >>"$log" 2>&1
     rc=$?
+    took=$(($(date +%s) - t0))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     execs=${execs:-0}
     if [ $rc -ne 0 ]; then
         ncrash=$((ncrash + $(find "$crashes" -type f | wc -l)))
         [ "$ncrash" -eq 0 ] && ncrash=1 # died without an artifact
     fi
-    echo "fuzz-$n: $execs execs, $ncrash crashes"
+    echo "fuzz-$n: $execs execs in $took s, $ncrash crashes"
     if [ "$ncrash" -eq 0 ]; then
         passed=$((passed + 1))
     else
