@@ -1,6 +1,7 @@
 /* config.c - read and validate CHATOPENAII_* variables; see config.h. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,9 +56,14 @@ static int parse_bool(const char *name, const char *yes, const char *no, bool df
     return -1;
 }
 
+/* An http(s) URL with a host: "http://" alone (or "http:///x") is refused,
+ * it would be cut to "http:" when trailing slashes are dropped. */
 static bool url_ok(const char *u)
 {
-    return strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
+    const char *h = strncmp(u, "https://", 8) == 0 ? u + 8
+                    : strncmp(u, "http://", 7) == 0 ? u + 7
+                                                     : NULL;
+    return h && *h && *h != '/' && !isspace((unsigned char)*h);
 }
 
 /* Comma list of origins like https://app.example.com (scheme://host[:port]). */

@@ -87,6 +87,8 @@ static void test_errors_name_the_variable(void **state)
         {"CHATOPENAII_REGISTRATION", "maybe"},
         {"CHATOPENAII_LOG_LEVEL", "loud"},
         {"CHATOPENAII_PROVIDER_BASE_URL", "ftp://x"},
+        {"CHATOPENAII_PROVIDER_BASE_URL", "http://"}, /* no host (fuzz_config) */
+        {"CHATOPENAII_PROVIDER_BASE_URL", "https:///v1"},
         {"CHATOPENAII_DATABASE_URL", "mysql://x"},
         {"CHATOPENAII_SESSION_TTL", "5"},
         {"CHATOPENAII_COOKIE_SECURE", "perhaps"},
