@@ -316,17 +316,16 @@ static void title_done(void *arg)
 /* Clean a model-made title: first line, no surrounding quotes or "Title:". */
 static char *title_clean(const char *s, size_t len)
 {
-    while (len && (*s == ' ' || *s == '\n' || *s == '"' || *s == '\'' || *s == '*' || *s == '#')) {
-        s++;
-        len--;
-    }
-    if (len >= 6 && strncasecmp(s, "title:", 6) == 0) {
-        s += 6;
-        len -= 6;
-        while (len && *s == ' ') {
+    /* leading quotes and markup, also after a "Title:" ("Title: \"Foo\"") */
+    for (;;) {
+        while (len && (*s == ' ' || *s == '\n' || *s == '"' || *s == '\'' || *s == '*' || *s == '#')) {
             s++;
             len--;
         }
+        if (len < 6 || strncasecmp(s, "title:", 6) != 0)
+            break;
+        s += 6;
+        len -= 6;
     }
     const char *nl = memchr(s, '\n', len);
     if (nl)
