@@ -259,6 +259,7 @@ static void serve_teardown(struct app *app)
         event_free(app->housekeeping);
     if (app->shutdown_poll)
         event_free(app->shutdown_poll);
+    security_reply_end_flush(); /* streams ended above may wait on TLS */
     if (app->http)
         evhttp_free(app->http);
     if (app->curl)

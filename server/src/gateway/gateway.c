@@ -23,6 +23,7 @@
 #include "../api/api.h"
 #include "../http/http.h"
 #include "../http/metrics.h"
+#include "../http/security.h"
 #include "../http/sentry.h"
 #include "../lib/buf.h"
 #include "../lib/caps.h"
@@ -878,7 +879,7 @@ static void on_upstream_done(CURL *easy, CURLcode rc, void *arg)
     }
     if (g->req && !g->client_gone) {
         detach_close(g);
-        evhttp_send_reply_end(g->req); /* a stream that broke mid-way ends here too */
+        security_reply_end(g->req); /* a stream that broke mid-way ends here too */
     }
     g->req = NULL;
     g->finished = true;
@@ -1609,7 +1610,7 @@ void gateway_shutdown(struct app *app)
         if (g->req) {
             detach_close(g);
             if (g->started && !g->holding)
-                evhttp_send_reply_end(g->req);
+                security_reply_end(g->req);
             else
                 evhttp_send_reply(g->req, 503, "Service Unavailable", NULL);
             g->req = NULL;

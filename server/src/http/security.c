@@ -8,6 +8,8 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -23,6 +25,15 @@ static size_t g_nproxies;
 static char *g_csp;
 static SSL_CTX *g_ssl_ctx;
 static char *g_cert, *g_key;
+
+/* replies waiting for their TLS output to drain (security_reply_end) */
+struct pending_end {
+    struct evhttp_request *req;
+    struct event *ev;
+    int quiet; /* consecutive checks that found the output empty */
+    struct pending_end *prev, *next;
+};
+static struct pending_end *g_pending;
 
 static void split_list(const char *list, char ***out, size_t *n)
 {
@@ -105,6 +116,76 @@ int security_tls_reload(char *err, size_t errlen)
 bool security_tls_enabled(void)
 {
     return g_ssl_ctx != NULL;
+}
+
+static void pending_finish(struct pending_end *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        g_pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    event_free(p->ev);
+    evhttp_send_reply_end(p->req); /* frees a request whose client left */
+    free(p);
+}
+
+/* Whether the reply's connection still has bytes queued for the client;
+ * a detached request (client gone) has none. */
+static bool output_pending(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return false;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    return bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0;
+}
+
+static void pending_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pending_end *p = arg;
+    if (output_pending(p->req))
+        p->quiet = 0;
+    else if (!evhttp_request_get_connection(p->req))
+        p->quiet = 2; /* the client left: nothing more to deliver */
+    else
+        p->quiet++;
+    if (p->quiet >= 2) {
+        pending_finish(p);
+        return;
+    }
+    /* A slow reader keeps the output non-empty; evhttp's write timeout
+     * fails such a connection eventually, which detaches the request. */
+    struct timeval tv = {0, 1000};
+    event_add(p->ev, &tv);
+}
+
+void security_reply_end(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!g_ssl_ctx || !evcon) {
+        evhttp_send_reply_end(req);
+        return;
+    }
+    struct pending_end *p = xcalloc(1, sizeof *p);
+    p->req = req;
+    p->quiet = output_pending(req) ? 0 : 1;
+    p->ev = evtimer_new(evhttp_connection_get_base(evcon), pending_tick, p);
+    p->next = g_pending;
+    if (g_pending)
+        g_pending->prev = p;
+    g_pending = p;
+    struct timeval tv = {0, 1000};
+    event_add(p->ev, &tv);
+}
+
+void security_reply_end_flush(void)
+{
+    while (g_pending)
+        pending_finish(g_pending);
 }
 
 int security_init(struct app *app, char *err, size_t errlen)

@@ -30,4 +30,17 @@ bool security_tls_enabled(void);
 /* Reload the certificate and key (SIGHUP); existing connections keep theirs. */
 int security_tls_reload(char *err, size_t errlen);
 
+/* End a chunked reply (evhttp_send_reply_end) safely over native TLS too.
+ * libevent 2.1's OpenSSL bufferevent runs its write callback deferred and
+ * does not look at the output buffer again when it runs: evhttp then takes
+ * the reply as sent (and closes a Connection: close socket) while its last
+ * chunks are still queued, and they are lost. Over TLS the end therefore
+ * waits until the output buffer has stayed empty across a loop iteration
+ * (so any pending write callback has run); over plain HTTP it is immediate.
+ * The request may be detached meanwhile (client gone): it is freed all the
+ * same. The caller must have cleared its close callback. */
+void security_reply_end(struct evhttp_request *req);
+/* End every waiting reply now (shutdown, before evhttp_free). */
+void security_reply_end_flush(void);
+
 #endif

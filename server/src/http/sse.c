@@ -13,6 +13,7 @@
 #include "../lib/buf.h"
 #include "../lib/log.h"
 #include "http.h"
+#include "security.h"
 
 struct sse_conn {
     struct app *app;
@@ -136,7 +137,7 @@ void sse_conn_close(struct sse_conn *c)
         struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
         if (evcon)
             evhttp_connection_set_closecb(evcon, NULL, NULL);
-        evhttp_send_reply_end(c->req);
+        security_reply_end(c->req);
         c->req = NULL;
     }
     conn_free(c);
