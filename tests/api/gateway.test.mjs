@@ -789,6 +789,29 @@ describe('gateway', { concurrency: 4 }, () => {
     assert.equal((await ctx.admin.get('/api/v1/admin/users')).status, 200);
   }));
 
+  test('pool keys: bad fields are 400 with their code and nothing is stored', () => withGw({}, async (ctx) => {
+    const good = { name: 'k', api_key: 'sk-valid', base_url: ctx.fake.baseURL };
+    const cases = [
+      [{ ...good, base_url: 'http://' }, 'invalid_base_url'],
+      [{ ...good, base_url: 'https:///v1' }, 'invalid_base_url'],
+      [{ ...good, base_url: 'ftp://example.com/v1' }, 'invalid_base_url'],
+      [{ ...good, base_url: 'http://example.com/v1?x=1' }, 'invalid_base_url'],
+      [{ ...good, api_key: 'sk with space' }, 'invalid_api_key'],
+      [{ ...good, api_key: '' }, 'invalid_api_key'],
+      [{ ...good, weight: 0 }, 'invalid_request'],
+      [{ ...good, weight: 'heavy' }, 'invalid_request'],
+      [{ ...good, enabled: 'yes' }, 'invalid_request'],
+    ];
+    for (const [json, code] of cases) {
+      const r = await ctx.admin.post('/api/v1/admin/keys', json);
+      assert.equal(r.status, 400, `${JSON.stringify(json)}: ${r.text}`);
+      assert.equal(r.json?.error?.code, code, `${JSON.stringify(json)}: ${r.text}`);
+    }
+    const list = await ctx.admin.get('/api/v1/admin/keys');
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json.data, [], 'no key was stored');
+  }));
+
   // ---- limits and budgets --------------------------------------------------------------
 
   test('limits: per-user rpm 3 -> the 4th request is 429 rate_limit_exceeded with Retry-After and x-ratelimit-* headers', () => withGw({}, async (ctx) => {

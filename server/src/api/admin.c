@@ -45,7 +45,8 @@ static bool url_ok(const char *u)
     for (const unsigned char *p = (const unsigned char *)u; *p; p++)
         if (*p <= ' ' || *p == 0x7f || *p == '#' || *p == '?')
             return false;
-    return true;
+    const char *host = strstr(u, "://") + 3; /* "http://" alone has no host */
+    return *host && *host != '/';
 }
 
 static bool key_ok(const char *k)
