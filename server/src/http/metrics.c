@@ -74,12 +74,42 @@ static char *esc(const char *s)
     return buf_take(&b, NULL);
 }
 
+/* Escaped route into out (cap bytes); the route patterns are ours and short,
+ * a longer one is cut. */
+static void esc_into(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '"' || *s == '\\') {
+            out[n++] = '\\';
+            out[n++] = *s;
+        } else if (*s == '\n') {
+            out[n++] = '\\';
+            out[n++] = 'n';
+        } else {
+            out[n++] = *s;
+        }
+    }
+    out[n] = '\0';
+}
+
+static uint64_t g_requests;
+
+uint64_t metrics_requests_total(void)
+{
+    return g_requests;
+}
+
+/* Called for every request: keys are built on the stack (no allocation
+ * unless the series is new). */
 void metrics_request(const char *route, const char *method, int status, int64_t duration_us)
 {
+    g_requests++;
     if (!g_req)
         return;
-    char *r = esc(route);
-    char *key = xasprintf("route=\"%s\",method=\"%s\",status=\"%d\"", r, method, status);
+    char r[256], key[384];
+    esc_into(r, sizeof r, route);
+    snprintf(key, sizeof key, "route=\"%s\",method=\"%s\",status=\"%d\"", r, method, status);
     struct req_series *s = strmap_get(g_req, key);
     if (!s) {
         s = xcalloc(1, sizeof *s);
@@ -87,8 +117,7 @@ void metrics_request(const char *route, const char *method, int status, int64_t 
         strmap_put(g_req, key, s);
     }
     s->count++;
-    free(key);
-    key = xasprintf("route=\"%s\",method=\"%s\"", r, method);
+    snprintf(key, sizeof key, "route=\"%s\",method=\"%s\"", r, method);
     struct hist *h = strmap_get(g_hist, key);
     if (!h) {
         h = xcalloc(1, sizeof *h);
@@ -101,8 +130,6 @@ void metrics_request(const char *route, const char *method, int status, int64_t 
             h->buckets[i]++;
     h->count++;
     h->sum += secs;
-    free(key);
-    free(r);
 }
 
 void metrics_provider_error(const char *code)
