@@ -13,7 +13,7 @@ BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-
 TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3)
 
 # bench: load generator and calculator
-BENCH_PKGS=(wrk bc curl)
+BENCH_PKGS=(wrk bc curl nginx-light)
 
 want=("${BUILD_PKGS[@]}")
 # coverage: lcov (C), fuzzing: clang with libFuzzer

@@ -5,6 +5,9 @@
 #   chatopenaii  to ChatOpenAII's /v1/chat/completions (BIN), relaying to it,
 #   portkey      to the Portkey AI gateway from npm (bench/gateway/portkey/),
 #                relaying to it,
+#   nginx        to nginx as a plain reverse proxy (keep-alive upstream, no
+#                buffering; no auth, limits or accounting): a reference for
+#                what any proxy costs on this machine,
 # streaming and not, at concurrency 1, 64 and 512, and prints added time to
 # first byte / last byte (p50, p99) and throughput as ratios to direct, the
 # gateways' CPU per request, their RSS, and the targets of the gateway issue
@@ -12,7 +15,7 @@
 #
 # Knobs (environment): BENCH_WARMUP (s, default 1) and BENCH_DURATION (s,
 # default 3) per cell; BENCH_CONC (default "1 64 512"); BENCH_PORT_BASE
-# (default 19100: upstream, +1 ChatOpenAII, +2 Portkey); BENCH_KEEP=1 keeps
+# (default 19100: upstream, +1 ChatOpenAII, +2 Portkey, +3 nginx); BENCH_KEEP=1 keeps
 # the work directory (logs, raw results); BENCH_UPSTREAM_DELAY_MS (default 0)
 # holds every answer of the fake provider that long, like a real provider's
 # time to first token: throughput is then bounded by latency instead of by
@@ -36,7 +39,7 @@ DUR=${BENCH_DURATION:-3}
 CONCS=${BENCH_CONC:-1 64 512}
 PB=${BENCH_PORT_BASE:-19100}
 DELAY=${BENCH_UPSTREAM_DELAY_MS:-0}
-UP_PORT=$PB COAI_PORT=$((PB + 1)) PK_PORT=$((PB + 2))
+UP_PORT=$PB COAI_PORT=$((PB + 1)) PK_PORT=$((PB + 2)) NG_PORT=$((PB + 3))
 
 # tools: gcc, pkg-config, libcurl headers (the app's build deps), curl, node + npm
 bash scripts/deps.sh bench >/dev/null
@@ -93,20 +96,52 @@ TOKEN=$(curl -fs -b "$WORK/jar" "${H[@]}" -d '{"name":"bench"}' "http://127.0.0.
 PK_PID=$!; PIDS+=("$PK_PID")
 wait_http "http://127.0.0.1:$PK_PORT/"
 
+# nginx, one worker (like ChatOpenAII's one event loop), as a plain proxy
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+master_process off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  upstream provider { server 127.0.0.1:$UP_PORT; keepalive 1024; }
+  server {
+    listen 127.0.0.1:$NG_PORT backlog=4096;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://provider;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+/usr/sbin/nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 &
+NG_PID=$!; PIDS+=("$NG_PID")
+wait_http "http://127.0.0.1:$NG_PORT/"
+
 url_direct=http://127.0.0.1:$UP_PORT/v1/chat/completions
+url_nginx=http://127.0.0.1:$NG_PORT/v1/chat/completions
 url_chatopenaii=http://127.0.0.1:$COAI_PORT/v1/chat/completions
 url_portkey=http://127.0.0.1:$PK_PORT/v1/chat/completions
 hdr_direct=("Authorization: Bearer sk-bench")
+hdr_nginx=("Authorization: Bearer sk-bench")
 hdr_chatopenaii=("Authorization: Bearer $TOKEN")
 hdr_portkey=("Authorization: Bearer sk-bench" "x-portkey-provider: openai"
              "x-portkey-custom-host: http://127.0.0.1:$UP_PORT/v1")
-pid_direct=$UP_PID pid_chatopenaii=$COAI_PID pid_portkey=$PK_PID
+pid_direct=$UP_PID pid_chatopenaii=$COAI_PID pid_portkey=$PK_PID pid_nginx=$NG_PID
 MSG='"model":"gpt-4o","messages":[{"role":"user","content":"What is the weather in San Francisco?"}]'
 body_stream="{$MSG,\"stream\":true}"
 body_nonstream="{$MSG}"
 
 # every target answers both modes in full before anything is timed
-for t in direct chatopenaii portkey; do
+for t in direct nginx chatopenaii portkey; do
   for mode in stream nonstream; do
     u=url_$t b=body_$mode h="hdr_$t[@]"
     out=$("$WORK/load" "${!u}" 1 0 0.3 "${!b}" "${!h}")
@@ -126,14 +161,14 @@ children() { awk 'NR == 2 {gsub(/[ms]/, " "); print ($1 * 60 + $2 + $3 * 60 + $4
 HZ=$(getconf CLK_TCK)
 RES=$WORK/results
 : >"$RES"
-n_cells=$(( 2 * $(wc -w <<<"$CONCS") * 3 ))
-ours0=$(( $(ticks "$UP_PID") + $(ticks "$COAI_PID") + $(ticks "$PK_PID") ))
+n_cells=$(( 2 * $(wc -w <<<"$CONCS") * 4 ))
+ours0=$(( $(ticks "$UP_PID") + $(ticks "$COAI_PID") + $(ticks "$PK_PID") + $(ticks "$NG_PID") ))
 times >"$WORK/times0"
 busy0=$(busy) wall0=$(date +%s%N)
 echo "bench/gateway: $n_cells cells of ${WARM}s warm-up + ${DUR}s measured each (about $(( n_cells * (WARM + DUR) ))s)"
 for mode in stream nonstream; do
   for c in $CONCS; do
-    for t in direct chatopenaii portkey; do
+    for t in direct nginx chatopenaii portkey; do
       u=url_$t b=body_$mode h="hdr_$t[@]" p=pid_$t
       t0=$(ticks "${!p}")
       out=$("$WORK/load" "${!u}" "$c" "$WARM" "$DUR" "${!b}" "${!h}" 2>>"$WORK/load.log")
@@ -143,7 +178,7 @@ for mode in stream nonstream; do
     done
   done
 done
-ours1=$(( $(ticks "$UP_PID") + $(ticks "$COAI_PID") + $(ticks "$PK_PID") ))
+ours1=$(( $(ticks "$UP_PID") + $(ticks "$COAI_PID") + $(ticks "$PK_PID") + $(ticks "$NG_PID") ))
 times >"$WORK/times1"
 busy1=$(busy) wall1=$(date +%s%N) kids0=$(children "$WORK/times0") kids1=$(children "$WORK/times1")
 # CPU that other processes of this machine took while the cells ran: noise
@@ -179,8 +214,8 @@ END {
            "TTFB p50", "TTFB p99", "TTLB p50", "TTLB p99", "errors", "CPU/req"
     for (ci = 1; ci <= nc; ci++) {
       c = concs[ci]; d = m SUBSEP c SUBSEP "direct"
-      split("direct chatopenaii portkey", ts, " ")
-      for (ti = 1; ti <= 3; ti++) {
+      split("direct nginx chatopenaii portkey", ts, " ")
+      for (ti = 1; ti <= 4; ti++) {
         t = ts[ti]; k = m SUBSEP c SUBSEP t
         cpureq = total[k] ? sprintf("%.0fus", cpu[k] / hz * 1e6 / total[k]) : "-"
         if (!n[k])
@@ -223,11 +258,17 @@ END {
       c = concs[ci]; a = m SUBSEP c SUBSEP "chatopenaii"; d = m SUBSEP c SUBSEP "direct"
       if (c == 1) continue
       r = rps[d] ? rps[a] / rps[d] : 0
-      printf "%-4s %-9s c=%-4s throughput >= 0.90 x direct: %.3f\n", verdict(r >= 0.9 && err[a] == 0), m, c, r
+      g = m SUBSEP c SUBSEP "nginx"; rn = rps[d] ? rps[g] / rps[d] : 0
+      printf "%-4s %-9s c=%-4s throughput >= 0.90 x direct: %.3f (nginx as a plain proxy: %.3f)\n", verdict(r >= 0.9 && err[a] == 0), m, c, r, rn
     }
   }
   r = coai_rss / pk_rss
   printf "%-4s RSS < 0.1 x Portkey: %.3f (%d KiB vs %d KiB)\n", verdict(r < 0.1), r, coai_rss, pk_rss
+  printf "\nFor reference, nginx as a plain proxy: "
+  for (mi = 1; mi <= nm; mi++) {
+    m = modes[mi]; a = m SUBSEP 1 SUBSEP "nginx"; d = m SUBSEP 1 SUBSEP "direct"
+    if (a in n) printf "%s c=1 added TTFB p50 %+.3f ms, p99 %+.3f ms. ", m, (f50[a] - f50[d]) / 1000, (f99[a] - f99[d]) / 1000
+  }
   printf "\nFor reference, Portkey: "
   for (mi = 1; mi <= nm; mi++) {
     m = modes[mi]; a = m SUBSEP 1 SUBSEP "portkey"; d = m SUBSEP 1 SUBSEP "direct"
