@@ -1001,7 +1001,10 @@ function raw(bytes, timeoutMs = 5000) {
 // Each raw case on a public GET, an authenticated GET and an authenticated
 // POST; the owner's cookie comes after the bad line, so a server that reads
 // past it answers 200/201 instead of 400.
-async function rawCases(heads, name) {
+// lfEnds: the cases end a header line with a bare LF, which RFC 9112 2.2
+// lets a server take as the line's end (libevent does): then the request is
+// served normally, and only "nothing injected comes back" is checked.
+async function rawCases(heads, name, { lfEnds = false } = {}) {
   const cookie = U().owner.cookie;
   const soft = collector();
   for (const [label, injected] of heads) {
@@ -1019,7 +1022,8 @@ async function rawCases(heads, name) {
         assert.ok(!/injected/i.test(r.text), `${l}: the injected text came back: ${r.text.slice(0, 400)}`);
         if (r.text !== '') {
           const status = /^HTTP\/1\.[01] (\d{3})/.exec(r.text)?.[1];
-          assert.equal(status, '400', `${l}: want 400 or a closed connection, got ${r.text.split('\r\n')[0]}`);
+          if (lfEnds) assert.match(status ?? '', /^[24]\d\d$/, `${l}: want an ordinary answer, got ${r.text.split('\r\n')[0]}`);
+          else assert.equal(status, '400', `${l}: want 400 or a closed connection, got ${r.text.split('\r\n')[0]}`);
         }
       });
     }
@@ -1028,7 +1032,7 @@ async function rawCases(heads, name) {
   // None of the raw POSTs created a chat.
   const list = await send('GET', '/api/v1/chats?limit=100', { cookie });
   const made = list.json.data.filter((c) => /^raw-/.test(c.title ?? '')).map((c) => c.title);
-  await soft(() => assert.deepEqual(made, [], 'raw requests with a bad header made chats'));
+  if (!lfEnds) await soft(() => assert.deepEqual(made, [], 'raw requests with a bad header made chats'));
   soft.done(name);
 }
 
@@ -1042,16 +1046,24 @@ test('raw requests with a bare CR in a header value, or a header line without a 
   ], 'raw requests (bare CR, no colon)');
 });
 
+// Whitespace before the colon makes another header name for libevent
+// ("Content-Length " is not Content-Length): a request-smuggling ingredient
+// behind a proxy that reads it differently; RFC 9112 5.1 says such a request
+// MUST be refused with 400 (the server checks every header name is a token).
+test('raw requests with whitespace before a header colon: 400 or closed', async () => {
+  await rawCases([
+    ['whitespace between a header name and its colon', 'X-Test : injected\r\n'],
+    ['Content-Length with whitespace before the colon', 'Content-Length : 0\r\nX-Injected: injected\r\n'],
+    ['tab before the colon', 'X-Test\t: injected\r\n'],
+  ], 'raw requests (space before colon)');
+});
+
 // A bare LF ends the header line for libevent's parser (evbuffer_readln
-// EVBUFFER_EOL_CRLF), and whitespace before the colon makes another header
-// name ("Content-Length " is not Content-Length): both are request-smuggling
-// ingredients behind a proxy that reads them differently (RFC 9112 5.1:
-// whitespace before the colon MUST be refused with 400).
-test('raw requests with a bare LF in a header value, or whitespace before a header colon: 400 or closed', async () => {
+// EVBUFFER_EOL_CRLF), as RFC 9112 2.2 allows: the following text is another
+// request header, never something that reaches a response.
+test('raw requests with a bare LF in a header value: served as two request headers, nothing injected into the answer', async () => {
   await rawCases([
     ['bare LF in a value', 'X-Test: a\nSet-Cookie: injected=lf\r\n'],
     ['bare LF before a fake request id', 'X-Test: a\nX-Request-Id: injected-rid\r\n'],
-    ['whitespace between a header name and its colon', 'X-Test : injected\r\n'],
-    ['Content-Length with whitespace before the colon', 'Content-Length : 0\r\nX-Injected: injected\r\n'],
-  ], 'raw requests (bare LF, space before colon)');
+  ], 'raw requests (bare LF)', { lfEnds: true });
 });

@@ -394,13 +394,44 @@ static void reply_now(struct api_ctx *c, int status, const char *code, const cha
     http_ctx_finish(c);
 }
 
-static size_t header_bytes(struct evhttp_request *req)
+/* RFC 9110 token characters (header field names). */
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* Size of the request line and headers; *bad_name set when a header name is
+ * not a token. libevent keeps "Name : v" as a header called "Name ", which
+ * a proxy in front may read as "Name" (RFC 9112 5.1: answer 400). */
+static size_t header_bytes(struct evhttp_request *req, bool *bad_name)
 {
     size_t n = strlen(evhttp_request_get_uri(req)) + 16;
     struct evkeyval *kv;
-    for (kv = evhttp_request_get_input_headers(req)->tqh_first; kv; kv = kv->next.tqe_next)
+    *bad_name = false;
+    for (kv = evhttp_request_get_input_headers(req)->tqh_first; kv; kv = kv->next.tqe_next) {
+        const unsigned char *k = (const unsigned char *)kv->key;
+        if (!*k)
+            *bad_name = true;
+        for (; *k; k++)
+            if (!is_tchar(*k))
+                *bad_name = true;
         n += strlen(kv->key) + strlen(kv->value) + 4;
+    }
     return n;
+}
+
+/* A query string whose parts decode to a NUL (%00) or to invalid UTF-8:
+ * the decoded C strings would silently stop short. */
+static bool query_bad(const char *rawq, const struct evkeyvalq *q)
+{
+    for (const char *p = strchr(rawq, '%'); p; p = strchr(p + 1, '%'))
+        if (p[1] == '0' && p[2] == '0')
+            return true;
+    for (const struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next)
+        if (!utf8_valid(kv->key, strlen(kv->key)) || !utf8_valid(kv->value, strlen(kv->value)))
+            return true;
+    return false;
 }
 
 static void health_reply(struct api_ctx *c);
@@ -424,8 +455,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     app->requests_total++;
 
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    if (header_bytes(req) > LIMIT_REQUEST_HEADERS)
+    bool bad_name;
+    if (header_bytes(req, &bad_name) > LIMIT_REQUEST_HEADERS)
         return reply_now(c, 431, "headers_too_large", "request headers are too large");
+    if (bad_name)
+        return reply_now(c, 400, "invalid_header",
+                         "a request header name is not a valid token (no spaces before the colon)");
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *rawpath = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -443,6 +478,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *rawq = uri ? evhttp_uri_get_query(uri) : NULL;
     if (rawq && evhttp_parse_query_str(rawq, &c->query) != 0)
         return reply_now(c, 400, "invalid_query", "query string is malformed");
+    if (rawq && query_bad(rawq, &c->query))
+        return reply_now(c, 400, "invalid_query", "query string decodes to a NUL or invalid UTF-8");
 
     if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
         int st = security_preflight(req, c->req_id);
