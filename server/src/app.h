@@ -35,6 +35,9 @@ struct app {
     bool shutting_down;
     int64_t started_ms;
     struct event *sig_term, *sig_int, *sig_hup, *housekeeping, *shutdown_poll;
+    struct event *memtrim;        /* returns freed heap to the OS after a burst */
+    uint64_t memtrim_seen;        /* requests counted at the last memtrim tick */
+    bool memtrim_due;
     uint64_t requests_total;
 };
 

@@ -182,6 +182,25 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     if (parse_int("CHATOPENAII_WORKERS", 1, 64, 4, &n, err, errlen))
         return -1;
     cfg->workers = (int)n;
+    if (parse_int("CHATOPENAII_TURN_LEASE_MS", 1000, 600000, 10000, &n, err, errlen))
+        return -1;
+    cfg->turn_lease_ms = (int)n;
+    if (parse_int("CHATOPENAII_TURN_POLL_MS", 20, 5000, 250, &n, err, errlen))
+        return -1;
+    cfg->turn_poll_ms = (int)n;
+    const char *iid = env("CHATOPENAII_INSTANCE_ID");
+    if (iid) {
+        size_t il = strlen(iid);
+        bool ok = il <= 80;
+        for (const char *q = iid; ok && *q; q++)
+            ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                 *q == '-' || *q == '_' || *q == '.' || *q == ':';
+        if (!ok) {
+            snprintf(err, errlen, "CHATOPENAII_INSTANCE_ID must be 1 to 80 of A-Z a-z 0-9 - _ . :");
+            return -1;
+        }
+        cfg->instance_id = xstrdup(iid);
+    }
     const char *dm = env("CHATOPENAII_DEFAULT_MODEL");
     cfg->default_model = xstrdup(dm ? dm : "gpt-4o-mini");
     const char *fm = env("CHATOPENAII_MODELS");
@@ -305,6 +324,7 @@ void config_cleanup(struct config *cfg)
         secure_wipe(cfg->provider_api_key, strlen(cfg->provider_api_key));
     free(cfg->provider_api_key);
     free(cfg->web_dir);
+    free(cfg->instance_id);
     free(cfg->default_model);
     free(cfg->fallback_models);
     free(cfg->cors_origins);

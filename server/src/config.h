@@ -33,6 +33,9 @@ struct config {
     int retry_base_ms;        /* CHATOPENAII_RETRY_BASE_MS, default 500 */
     int heartbeat_ms;         /* CHATOPENAII_HEARTBEAT_MS, default 15000 */
     int persist_ms;           /* CHATOPENAII_PERSIST_MS, default 500 */
+    int turn_lease_ms;        /* CHATOPENAII_TURN_LEASE_MS, default 10000: a dead instance's turns end after it */
+    int turn_poll_ms;         /* CHATOPENAII_TURN_POLL_MS, default 250: following another instance's turn */
+    char *instance_id;        /* CHATOPENAII_INSTANCE_ID, default <host>-<hash of host and data dir> */
     int models_cache_s;       /* CHATOPENAII_MODELS_CACHE, default 300 */
     bool titles;              /* CHATOPENAII_TITLES=on|off, default on */
     int64_t gateway_rpm;      /* CHATOPENAII_GATEWAY_RPM per user, default 600 (0 = unlimited) */

@@ -1,7 +1,9 @@
 /* main.c - the chatopenaii binary: read configuration, open the store, run
  * the subcommand. `serve` builds the event loop, the worker pool and the
  * HTTP server and runs until SIGTERM; everything else is a one-shot CLI. */
+#include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +168,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     app->shutting_down = true;
     http_server_stop_accepting(app);
     turns_shutdown(app);
+    api_follows_shutdown(app);
     gateway_shutdown(app);
     provider_fetch_cancel_all(app);
     app->shutdown_poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
@@ -201,6 +204,29 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
     ratelimit_sweep(app->rl);
     if (!app->shutting_down)
         pool_submit(app->pool, purge_work, free, xcalloc(1, sizeof(struct purge_job)));
+}
+
+static void trim_work(void *arg, void *ctx)
+{
+    (void)arg;
+    (void)ctx;
+    malloc_trim(0); /* every arena, from a worker: the loop never waits on it */
+}
+
+/* After a burst of requests the heap keeps its high-water pages (glibc only
+ * returns the top of the main arena by itself); once two seconds pass
+ * without a finished request, a worker hands the free pages back. */
+static void on_memtrim(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    uint64_t n = metrics_requests_total();
+    if (n != app->memtrim_seen) {
+        app->memtrim_seen = n;
+        app->memtrim_due = true;
+    } else if (app->memtrim_due && !app->shutting_down) {
+        app->memtrim_due = false;
+        pool_submit(app->pool, trim_work, NULL, NULL);
+    }
 }
 
 /* A fresh install gets list prices (USD per 1M tokens: input, cached input,
@@ -257,6 +283,8 @@ static void serve_teardown(struct app *app)
         event_free(app->sig_hup);
     if (app->housekeeping)
         event_free(app->housekeeping);
+    if (app->memtrim)
+        event_free(app->memtrim);
     if (app->shutdown_poll)
         event_free(app->shutdown_poll);
     security_reply_end_flush(); /* streams ended above may wait on TLS */
@@ -277,9 +305,37 @@ static void serve_teardown(struct app *app)
     secure_wipe(app->box_key, sizeof app->box_key);
 }
 
+/* The default instance id: stable across restarts of the same instance (so
+ * its own leftover turns are recovered at once), distinct between instances
+ * on one host (their data directories differ). */
+static void default_instance_id(struct config *cfg)
+{
+    if (cfg->instance_id)
+        return;
+    char host[256] = "host";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    char *dir = realpath(cfg->data_dir, NULL);
+    char *seed = xasprintf("%s%c%s", host, 0, dir ? dir : cfg->data_dir);
+    size_t seed_len = strlen(host) + 1 + strlen(dir ? dir : cfg->data_dir);
+    char hex[65];
+    crypto_sha256_hex(seed, seed_len, hex);
+    free(seed);
+    free(dir);
+    char name[41];
+    size_t k = 0;
+    for (const char *q = host; *q && k < sizeof name - 1; q++)
+        name[k++] = (isalnum((unsigned char)*q) || *q == '-' || *q == '.') ? *q : '-';
+    name[k] = '\0';
+    hex[12] = '\0';
+    cfg->instance_id = xasprintf("%s-%s", name, hex);
+}
+
 static int cmd_serve(struct app *app)
 {
     struct config *cfg = &app->cfg;
+    default_instance_id(cfg);
     unsigned char master[32];
     bool from_file;
     if (master_key_get(cfg, master, &from_file) != 0)
@@ -300,7 +356,10 @@ static int cmd_serve(struct app *app)
     }
     const char *backend = store_backend(st); /* a static name: outlives st */
     int64_t n = 0;
-    if (store_message_mark_interrupted(st, &n) != APP_OK) {
+    /* Crash recovery: this instance's own leftover turns, and those of any
+     * instance whose lease ran out, end as interrupted; live turns of other
+     * instances sharing the database are left alone. */
+    if (store_lease_expire(st, now_ms(), cfg->instance_id, &n) != APP_OK) {
         fprintf(stderr, "chatopenaii: crash recovery failed: %s\n", store_errmsg(st));
         store_close(st);
         return 1;
@@ -352,6 +411,9 @@ static int cmd_serve(struct app *app)
     app->housekeeping = event_new(app->base, -1, EV_PERSIST, on_housekeeping, app);
     struct timeval hk = {3600, 0};
     event_add(app->housekeeping, &hk);
+    app->memtrim = event_new(app->base, -1, EV_PERSIST, on_memtrim, app);
+    struct timeval mt = {2, 0};
+    event_add(app->memtrim, &mt);
 
     char port[16], workers[16];
     snprintf(port, sizeof port, "=%d", app->port);

@@ -49,6 +49,8 @@ void api_messages_edit(struct api_ctx *c);
 void api_messages_regenerate(struct api_ctx *c);
 void api_turn_events(struct api_ctx *c);
 void api_turn_stop(struct api_ctx *c);
+/* Close the event streams that follow turns of other instances (SIGTERM). */
+void api_follows_shutdown(struct app *app);
 
 /* tokens.c */
 void api_tokens_create(struct api_ctx *c);

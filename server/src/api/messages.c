@@ -14,6 +14,7 @@
 #include "../lib/caps.h"
 #include "../lib/ids.h"
 #include "../lib/log.h"
+#include "../lib/pool.h"
 #include "../llm/turn.h"
 #include "../views.h"
 #include "api.h"
@@ -205,6 +206,9 @@ static void begin_turn(struct api_ctx *c, struct store_chat *ch, const char *par
         am->prompt_tokens = am->completion_tokens = -1;
         e = store_message_create(c->st, am);
     }
+    if (e == APP_OK) /* this instance runs the turn (see store_lease_*) */
+        e = store_lease_create(c->st, am->id, c->app->cfg.instance_id,
+                               now_ms() + c->app->cfg.turn_lease_ms);
     if (e == APP_OK) {
         struct store_chat_patch p = {.set_leaf = true, .current_leaf_id = am->id};
         e = store_chat_update(c->st, c->user.id, ch->id, &p);
@@ -446,32 +450,54 @@ void api_messages_list(struct api_ctx *c)
 
 /* ---- following and stopping turns -------------------------------------------- */
 
+/* A turn's message as loaded on the worker, with its lease (which instance
+ * runs it) when it has one. The message comes first: loop_data is also read
+ * as a struct store_message. */
+struct turn_msg {
+    struct store_message m;
+    struct store_lease lease;
+    bool has_lease;
+    char user_id[STORE_ID_LEN + 1];
+};
+
 static void message_free(void *p)
 {
-    store_message_clear(p);
-    free(p);
+    struct turn_msg *tm = p;
+    store_message_clear(&tm->m);
+    free(tm);
 }
 
 /* Worker: the turn must be an answer in one of the user's chats. */
 static bool load_turn_message(struct api_ctx *c)
 {
-    struct store_message *m = xcalloc(1, sizeof *m);
+    struct turn_msg *tm = xcalloc(1, sizeof *tm);
+    struct store_message *m = &tm->m;
     enum app_err e = ids_valid(c->params[0]) ? store_message_get(c->st, c->user.id, c->params[0], m)
                                               : APP_ENOTFOUND;
     if (e == APP_OK && strcmp(m->role, "assistant") != 0)
         e = APP_ENOTFOUND;
     if (e != APP_OK) {
-        message_free(m);
+        message_free(tm);
         if (e == APP_ENOTFOUND)
             api_fail(c, 404, "not_found", "no such turn");
         else
             api_fail_err(c, e, "");
         return false;
     }
-    c->loop_data = m;
+    if (strcmp(m->status, "streaming") == 0)
+        tm->has_lease = store_lease_get(c->st, m->id, &tm->lease) == APP_OK;
+    snprintf(tm->user_id, sizeof tm->user_id, "%s", c->user.id);
+    c->loop_data = tm;
     c->loop_data_free = message_free;
     c->status = 200;
     return true;
+}
+
+/* Whether another instance holds a live lease on the turn. */
+static bool runs_elsewhere(struct app *app, const struct turn_msg *tm)
+{
+    return tm->has_lease && strcmp(tm->lease.instance_id, app->cfg.instance_id) != 0 &&
+           tm->lease.expires_at >= now_ms();
 }
 
 /* Send the stored state as the final event and close; takes done. */
@@ -543,6 +569,154 @@ static void wait_for_turn(struct app *app, const char *msg_id, struct sse_conn *
     evtimer_add(w->timer, &tv);
 }
 
+/* ---- following a turn that another instance runs --------------------------
+ * Without a shared bus the store is the channel: every turn_poll_ms a worker
+ * reads the message and its lease; new content goes out as one "snapshot"
+ * whose id is the owner's event count for that content (so Last-Event-ID
+ * resumes correctly on any instance), the end as "done". */
+struct follow {
+    struct app *app;
+    struct turn_msg tm;            /* last read */
+    struct sse_conn *conn;         /* NULL once the client left or we closed */
+    long long sent;                /* last event id the client has */
+    struct event *timer;
+    bool busy;                     /* a read is in flight */
+    enum app_err rc;
+    struct follow *prev, *next;
+};
+
+static struct follow *g_follows;
+
+static void follow_free(struct follow *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        g_follows = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    event_free(f->timer);
+    store_message_clear(&f->tm.m);
+    free(f);
+}
+
+static void follow_gone(struct sse_conn *conn, void *arg)
+{
+    struct follow *f = arg;
+    f->conn = NULL;
+    if (!f->busy)
+        follow_free(f);
+}
+
+static void follow_end(struct follow *f)
+{
+    sse_conn_set_gone(f->conn, NULL, NULL);
+    sse_conn_close(f->conn);
+    f->conn = NULL;
+}
+
+static void follow_work(void *arg, void *ctx)
+{
+    struct follow *f = arg;
+    struct store *st = ctx;
+    char id[STORE_ID_LEN + 1];
+    memcpy(id, f->tm.m.id, sizeof id);
+    store_message_clear(&f->tm.m);
+    f->rc = store_message_get(st, f->tm.user_id, id, &f->tm.m);
+    if (f->rc != APP_OK)
+        snprintf(f->tm.m.id, sizeof f->tm.m.id, "%s", id);
+    f->tm.has_lease = f->rc == APP_OK && store_lease_get(st, id, &f->tm.lease) == APP_OK;
+}
+
+static void follow_step(struct follow *f);
+
+static void follow_done(void *arg)
+{
+    struct follow *f = arg;
+    f->busy = false;
+    if (!f->conn) {
+        follow_free(f);
+        return;
+    }
+    if (f->rc == APP_ENOTFOUND) { /* the chat was deleted */
+        follow_end(f);
+        follow_free(f);
+        return;
+    }
+    follow_step(f);
+}
+
+static void on_follow_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct follow *f = arg;
+    if (f->busy || !f->conn)
+        return;
+    if (f->app->shutting_down) {
+        follow_end(f);
+        follow_free(f);
+        return;
+    }
+    f->busy = true;
+    pool_submit(f->app->pool, follow_work, follow_done, f);
+}
+
+/* Send what the last read shows, then wait for the next read (or end). */
+static void follow_step(struct follow *f)
+{
+    struct store_message *m = &f->tm.m;
+    if (f->rc == APP_OK && strcmp(m->status, "streaming") != 0) {
+        json_t *d = json_pack("{s:s,s:o}", "status", m->status, "message", view_message(m));
+        char *s = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        sse_conn_set_gone(f->conn, NULL, NULL);
+        stored_done(f->conn, s);
+        f->conn = NULL;
+        follow_free(f);
+        return;
+    }
+    if (f->rc == APP_OK && f->tm.has_lease && f->tm.lease.events > f->sent) {
+        json_t *d = json_pack("{s:o}", "message", view_message(m));
+        char *s = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        sse_conn_event(f->conn, f->tm.lease.events, "snapshot", s);
+        free(s);
+        f->sent = f->tm.lease.events;
+    }
+    int ms = f->app->cfg.turn_poll_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(f->timer, &tv);
+}
+
+static void follow_start(struct app *app, struct turn_msg *tm, struct sse_conn *conn,
+                         long long last)
+{
+    struct follow *f = xcalloc(1, sizeof *f);
+    f->app = app;
+    f->tm = *tm; /* takes the message's heap fields */
+    memset(&tm->m, 0, sizeof tm->m);
+    f->conn = conn;
+    f->sent = last;
+    f->timer = evtimer_new(app->base, on_follow_timer, f);
+    f->next = g_follows;
+    if (g_follows)
+        g_follows->prev = f;
+    g_follows = f;
+    sse_conn_set_gone(conn, follow_gone, f);
+    follow_step(f); /* what was read with the request goes out at once */
+}
+
+void api_follows_shutdown(struct app *app)
+{
+    (void)app;
+    for (struct follow *f = g_follows, *next; f; f = next) {
+        next = f->next;
+        if (f->conn)
+            follow_end(f);
+        if (!f->busy)
+            follow_free(f);
+    }
+}
+
 static void events_on_loop(struct api_ctx *c)
 {
     const char *lei = c->last_event_id ? c->last_event_id : api_query(c, "last_event_id");
@@ -574,10 +748,15 @@ static void events_on_loop(struct api_ctx *c)
         json_t *d = json_pack("{s:s,s:o}", "status", m->status, "message", view_message(m));
         char *s = json_dumps(d, JSON_COMPACT);
         json_decref(d);
-        if (strcmp(m->status, "streaming") == 0)
+        struct turn_msg *tm = c->loop_data;
+        if (strcmp(m->status, "streaming") == 0 && runs_elsewhere(c->app, tm)) {
+            free(s);
+            follow_start(c->app, tm, conn, last);
+        } else if (strcmp(m->status, "streaming") == 0) {
             wait_for_turn(c->app, m->id, conn, last, s);
-        else
+        } else {
             stored_done(conn, s);
+        }
     }
     free(path);
     http_ctx_finish(c);
@@ -606,6 +785,19 @@ static void stop_on_loop(struct api_ctx *c)
 
 void api_turn_stop(struct api_ctx *c)
 {
-    if (load_turn_message(c))
-        c->on_loop = stop_on_loop;
+    if (!load_turn_message(c))
+        return;
+    struct turn_msg *tm = c->loop_data;
+    if (strcmp(tm->m.status, "streaming") == 0 && runs_elsewhere(c->app, tm)) {
+        /* Another instance runs it: it picks the request up with its next
+         * lease renewal (within a second). */
+        enum app_err e = store_lease_request_stop(c->st, tm->m.id);
+        if (e == APP_OK)
+            return api_reply_take(c, 202, json_pack("{s:b,s:s}", "stopped", 1, "status",
+                                                    "stopping"));
+        if (e != APP_ENOTFOUND)
+            return api_fail_err(c, e, "");
+        /* the lease just went: it finished meanwhile; answer from the loop */
+    }
+    c->on_loop = stop_on_loop;
 }

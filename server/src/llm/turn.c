@@ -80,6 +80,9 @@ struct turn {
 
 struct turn_registry {
     struct turn *head;
+    struct app *app;
+    struct event *lease_timer;  /* renews this instance's leases, sweeps dead ones */
+    bool lease_busy;            /* a lease job is in flight */
 };
 
 static void turn_ref(struct turn *t) { t->refs++; }
@@ -112,16 +115,77 @@ static void turn_release(struct turn *t)
     free(t);
 }
 
+/* ---- leases: several instances on one database ---------------------------------- */
+
+struct lease_job {
+    struct app *app;
+    char (*stop_ids)[STORE_ID_LEN + 1];
+    size_t nstop;
+    int64_t expired;
+};
+
+static void lease_work(void *arg, void *ctx)
+{
+    struct lease_job *j = arg;
+    struct store *st = ctx;
+    int64_t now = now_ms();
+    if (store_lease_renew(st, j->app->cfg.instance_id, now + j->app->cfg.turn_lease_ms,
+                          &j->stop_ids, &j->nstop) != APP_OK)
+        log_error("turn lease renewal failed", "detail", store_errmsg(st), NULL);
+    if (store_lease_expire(st, now, "", &j->expired) != APP_OK)
+        log_error("turn lease sweep failed", "detail", store_errmsg(st), NULL);
+}
+
+static void lease_done(void *arg)
+{
+    struct lease_job *j = arg;
+    struct app *app = j->app;
+    app->turns->lease_busy = false;
+    for (size_t i = 0; i < j->nstop; i++)
+        if (turn_stop(app, j->stop_ids[i]) == 0)
+            log_info("turn stopped from another instance", "turn", j->stop_ids[i], NULL);
+    if (j->expired > 0) {
+        char n[32];
+        snprintf(n, sizeof n, "=%lld", (long long)j->expired);
+        log_warn("answers of an instance that stopped renewing its leases were marked interrupted",
+                 "count", n, NULL);
+    }
+    free(j->stop_ids);
+    free(j);
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+    if (app->turns->lease_busy || app->shutting_down || !app->pool)
+        return;
+    struct lease_job *j = xcalloc(1, sizeof *j);
+    j->app = app;
+    app->turns->lease_busy = true;
+    pool_submit(app->pool, lease_work, lease_done, j);
+}
+
 struct turn_registry *turns_new(struct app *app)
 {
-    COAI_UNUSED(app);
-    return xcalloc(1, sizeof(struct turn_registry));
+    struct turn_registry *r = xcalloc(1, sizeof(struct turn_registry));
+    r->app = app;
+    /* Renew well within the lease: a third of it, at most every second
+     * (that second is also how fast a stop asked elsewhere arrives). */
+    int ms = app->cfg.turn_lease_ms / 3;
+    if (ms > 1000)
+        ms = 1000;
+    r->lease_timer = event_new(app->base, -1, EV_PERSIST, on_lease_timer, app);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(r->lease_timer, &tv);
+    return r;
 }
 
 void turns_free(struct turn_registry *r)
 {
     if (!r)
         return;
+    if (r->lease_timer)
+        event_free(r->lease_timer);
     while (r->head) {
         struct turn *t = r->head;
         r->head = t->next;
@@ -209,6 +273,7 @@ struct persist_job {
     char status[16];
     char *error;
     int64_t pt, ct;
+    int64_t events;      /* events published when the content was taken */
     bool final;
     enum app_err rc;
 };
@@ -220,7 +285,19 @@ static void persist_work(void *arg, void *ctx)
 {
     struct persist_job *j = arg;
     struct store *st = ctx;
+    /* The content and the event count it matches land together, so another
+     * instance following from the store resumes at the right event; the
+     * final write gives the lease up. */
+    enum app_err b = store_begin(st);
     j->rc = store_message_update(st, j->id, j->content, j->status, j->error, j->pt, j->ct);
+    if (j->rc == APP_OK)
+        j->rc = j->final ? store_lease_delete(st, j->id) : store_lease_progress(st, j->id, j->events);
+    if (b == APP_OK) {
+        if (j->rc == APP_OK)
+            j->rc = store_commit(st);
+        else
+            store_rollback(st);
+    }
     if (j->rc != APP_OK && j->rc != APP_ENOTFOUND) /* ENOTFOUND: chat deleted meanwhile */
         log_error("turn persist failed", "turn", j->id, "detail", store_errmsg(st), NULL);
     if (j->final) {
@@ -273,6 +350,7 @@ static void persist_submit(struct turn *t, bool final)
     j->pt = t->msg.prompt_tokens;
     j->ct = t->msg.completion_tokens;
     j->final = final;
+    j->events = (int64_t)t->nevents;
     t->dirty = false;
     t->persisting = true;
     pool_submit(t->app->pool, persist_work, persist_done, j);

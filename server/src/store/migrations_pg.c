@@ -264,9 +264,21 @@ static const char store_pg_0002_gateway[] =
     "CREATE INDEX usage_records_key_created ON usage_records(key_id, created_at)"
     "  WHERE key_id IS NOT NULL;";
 
+/* See migrations_sqlite.c 0003. */
+static const char store_pg_0003_turn_leases[] =
+    "CREATE TABLE turn_leases ("
+    "  message_id     TEXT NOT NULL PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+    "  instance_id    TEXT NOT NULL,"
+    "  expires_at     BIGINT NOT NULL,"
+    "  events         BIGINT NOT NULL DEFAULT 0,"
+    "  stop_requested INTEGER NOT NULL DEFAULT 0 CHECK (stop_requested IN (0, 1))"
+    ");"
+    "CREATE INDEX turn_leases_instance ON turn_leases(instance_id);";
+
 const struct store_migration store_pg_migrations[] = {
     { 1, "0001_init", store_pg_0001_init },
     { 2, "0002_gateway", store_pg_0002_gateway },
+    { 3, "0003_turn_leases", store_pg_0003_turn_leases },
 };
 
 const size_t store_pg_migrations_count = COAI_ARRAY_LEN(store_pg_migrations);

@@ -359,6 +359,49 @@ enum app_err store_message_mark_interrupted(struct store *st, int64_t *n)
     return st->ops->message_mark_interrupted(st, n);
 }
 
+enum app_err store_lease_create(struct store *st, const char *message_id, const char *instance_id,
+                                int64_t expires_at)
+{
+    return st->ops->lease_create(st, message_id, instance_id, expires_at);
+}
+
+enum app_err store_lease_renew(struct store *st, const char *instance_id, int64_t expires_at,
+                               char (**stop_ids)[STORE_ID_LEN + 1], size_t *n)
+{
+    *stop_ids = NULL;
+    *n = 0;
+    return st->ops->lease_renew(st, instance_id, expires_at, stop_ids, n);
+}
+
+enum app_err store_lease_progress(struct store *st, const char *message_id, int64_t events)
+{
+    return st->ops->lease_progress(st, message_id, events);
+}
+
+enum app_err store_lease_delete(struct store *st, const char *message_id)
+{
+    return st->ops->lease_delete(st, message_id);
+}
+
+enum app_err store_lease_request_stop(struct store *st, const char *message_id)
+{
+    return st->ops->lease_request_stop(st, message_id);
+}
+
+enum app_err store_lease_get(struct store *st, const char *message_id, struct store_lease *out)
+{
+    memset(out, 0, sizeof *out);
+    return st->ops->lease_get(st, message_id, out);
+}
+
+enum app_err store_lease_expire(struct store *st, int64_t now, const char *dead_instance,
+                                int64_t *n)
+{
+    if (n)
+        *n = 0;
+    return st->ops->lease_expire(st, now, dead_instance ? dead_instance : "", n);
+}
+
 /* ==== gateway (schema v2) ================================================== */
 
 /* ---- API tokens ---------------------------------------------------------- */

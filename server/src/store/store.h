@@ -224,6 +224,38 @@ enum app_err store_message_newest_leaf(struct store *st, const char *id, char ou
  * "interrupted" (its content kept). *n receives the count. */
 enum app_err store_message_mark_interrupted(struct store *st, int64_t *n);
 
+/* ---- turn leases (schema v3): which instance runs a streaming answer ------- */
+/* Several instances share one database: the instance running a turn holds
+ * a lease on its message, renewed every second; an expired lease means the
+ * instance died and the answer is marked interrupted (store_lease_expire).
+ * Another instance follows the turn from the stored content (events = the
+ * owner's event count at its last write) and asks it to stop through
+ * stop_requested. */
+#define STORE_INSTANCE_LEN 80
+struct store_lease {
+    char instance_id[STORE_INSTANCE_LEN + 1];
+    int64_t expires_at;
+    int64_t events;
+    bool stop_requested;
+};
+enum app_err store_lease_create(struct store *st, const char *message_id, const char *instance_id,
+                                int64_t expires_at);
+/* Extends every lease of instance_id; *stop_ids (heap array of *n ids, NULL
+ * when none) receives its turns another instance asked to stop. */
+enum app_err store_lease_renew(struct store *st, const char *instance_id, int64_t expires_at,
+                               char (**stop_ids)[STORE_ID_LEN + 1], size_t *n);
+enum app_err store_lease_progress(struct store *st, const char *message_id, int64_t events);
+enum app_err store_lease_delete(struct store *st, const char *message_id);
+/* APP_ENOTFOUND when the message has no lease (not running anywhere). */
+enum app_err store_lease_request_stop(struct store *st, const char *message_id);
+enum app_err store_lease_get(struct store *st, const char *message_id, struct store_lease *out);
+/* Every "streaming" message without a live lease of another instance than
+ * dead_instance ("" = none excluded: at start-up, this instance's own
+ * leases are dead) becomes "interrupted", content kept; those leases go.
+ * *n receives the number of messages marked. */
+enum app_err store_lease_expire(struct store *st, int64_t now, const char *dead_instance,
+                                int64_t *n);
+
 /* ==== gateway (schema v2) ================================================== */
 
 /* ---- API tokens: personal bearer tokens for /v1 ---------------------------- */

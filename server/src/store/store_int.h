@@ -77,6 +77,16 @@ struct store_ops {
     enum app_err (*message_newest_leaf)(struct store *st, const char *id,
                                         char out[STORE_ID_LEN + 1]);
     enum app_err (*message_mark_interrupted)(struct store *st, int64_t *n);
+    enum app_err (*lease_create)(struct store *st, const char *message_id,
+                                 const char *instance_id, int64_t expires_at);
+    enum app_err (*lease_renew)(struct store *st, const char *instance_id, int64_t expires_at,
+                                char (**stop_ids)[STORE_ID_LEN + 1], size_t *n);
+    enum app_err (*lease_progress)(struct store *st, const char *message_id, int64_t events);
+    enum app_err (*lease_delete)(struct store *st, const char *message_id);
+    enum app_err (*lease_request_stop)(struct store *st, const char *message_id);
+    enum app_err (*lease_get)(struct store *st, const char *message_id, struct store_lease *out);
+    enum app_err (*lease_expire)(struct store *st, int64_t now, const char *dead_instance,
+                                 int64_t *n);
 
     /* gateway (schema v2) */
     enum app_err (*token_create)(struct store *st, struct store_token *t);

@@ -204,6 +204,29 @@ static const char SQL_MSG_NEWEST_LEAF[] =
     "    ORDER BY k.created_at DESC, k.id DESC LIMIT 1) c"
     ")"
     " SELECT id FROM walk ORDER BY depth DESC LIMIT 1";
+static const char SQL_LEASE_CREATE[] =
+    "INSERT INTO turn_leases (message_id, instance_id, expires_at) VALUES ($1, $2, $3::bigint)";
+static const char SQL_LEASE_RENEW[] =
+    "UPDATE turn_leases SET expires_at = $2::bigint WHERE instance_id = $1";
+static const char SQL_LEASE_STOPS[] =
+    "SELECT message_id FROM turn_leases WHERE instance_id = $1 AND stop_requested = 1";
+static const char SQL_LEASE_PROGRESS[] =
+    "UPDATE turn_leases SET events = $2::bigint WHERE message_id = $1";
+static const char SQL_LEASE_DELETE[] = "DELETE FROM turn_leases WHERE message_id = $1";
+static const char SQL_LEASE_STOP_REQ[] =
+    "UPDATE turn_leases SET stop_requested = 1 WHERE message_id = $1";
+static const char SQL_LEASE_GET[] =
+    "SELECT instance_id, expires_at, events, stop_requested FROM turn_leases WHERE message_id = $1";
+static const char SQL_LEASE_EXPIRE_MSGS[] =
+    "UPDATE messages SET status = 'interrupted', updated_at = $1::bigint,"
+    " error = coalesce(error, '{\"code\":\"interrupted\",\"message\":"
+    "\"the server running the answer stopped before it finished\"}')"
+    " WHERE status = 'streaming' AND NOT EXISTS (SELECT 1 FROM turn_leases l"
+    " WHERE l.message_id = messages.id AND l.expires_at >= $1::bigint AND l.instance_id <> $2)";
+static const char SQL_LEASE_EXPIRE[] =
+    "DELETE FROM turn_leases WHERE expires_at < $1::bigint OR instance_id = $2"
+    " OR message_id NOT IN (SELECT id FROM messages WHERE status = 'streaming')";
+
 static const char SQL_MSG_MARK_INTERRUPTED[] =
     "UPDATE messages SET status = 'interrupted', updated_at = $1::bigint,"
     " error = coalesce(error, '{\"code\":\"interrupted\",\"message\":"
@@ -1558,6 +1581,110 @@ static enum app_err store_pg_message_mark_interrupted(struct store *st, int64_t 
     return e;
 }
 
+/* ---- turn leases ---------------------------------------------------------- */
+
+static enum app_err store_pg_lease_create(struct store *st, const char *message_id,
+                                          const char *instance_id, int64_t expires_at)
+{
+    struct pg_params p = { 0 };
+    pg_text(&p, message_id);
+    pg_text(&p, instance_id);
+    pg_int(&p, expires_at);
+    return store_pg_run(store_pg_of(st), SQL_LEASE_CREATE, &p, "lease_create", NULL);
+}
+
+static enum app_err store_pg_lease_renew(struct store *st, const char *instance_id,
+                                         int64_t expires_at, char (**stop_ids)[STORE_ID_LEN + 1],
+                                         size_t *n)
+{
+    struct store_pg *s = store_pg_of(st);
+    struct pg_params p = { 0 };
+    pg_text(&p, instance_id);
+    pg_int(&p, expires_at);
+    enum app_err e = store_pg_run(s, SQL_LEASE_RENEW, &p, "lease_renew", NULL);
+    if (e != APP_OK)
+        return e;
+    struct pg_params q = { 0 };
+    pg_text(&q, instance_id);
+    PGresult *r = store_pg_op(s, SQL_LEASE_STOPS, &q, "lease_renew", &e);
+    if (!r)
+        return e;
+    int rows = PQntuples(r);
+    if (rows > 0) {
+        char(*ids)[STORE_ID_LEN + 1] = xcalloc((size_t)rows, sizeof *ids);
+        for (int i = 0; i < rows; i++)
+            pg_col_fixed(r, i, 0, ids[i], STORE_ID_LEN + 1);
+        *stop_ids = ids;
+        *n = (size_t)rows;
+    }
+    PQclear(r);
+    return APP_OK;
+}
+
+static enum app_err store_pg_lease_progress(struct store *st, const char *message_id,
+                                            int64_t events)
+{
+    struct pg_params p = { 0 };
+    pg_text(&p, message_id);
+    pg_int(&p, events);
+    return store_pg_run(store_pg_of(st), SQL_LEASE_PROGRESS, &p, "lease_progress", NULL);
+}
+
+static enum app_err store_pg_lease_delete(struct store *st, const char *message_id)
+{
+    struct pg_params p = { 0 };
+    pg_text(&p, message_id);
+    return store_pg_run(store_pg_of(st), SQL_LEASE_DELETE, &p, "lease_delete", NULL);
+}
+
+static enum app_err store_pg_lease_request_stop(struct store *st, const char *message_id)
+{
+    struct pg_params p = { 0 };
+    pg_text(&p, message_id);
+    return store_pg_run_one(store_pg_of(st), SQL_LEASE_STOP_REQ, &p, "lease_request_stop");
+}
+
+static void store_pg_read_lease(const PGresult *r, int i, void *out)
+{
+    struct store_lease *l = out;
+    pg_col_fixed(r, i, 0, l->instance_id, sizeof l->instance_id);
+    l->expires_at = pg_col_int(r, i, 1);
+    l->events = pg_col_int(r, i, 2);
+    l->stop_requested = pg_col_int(r, i, 3) != 0;
+}
+
+static enum app_err store_pg_lease_get(struct store *st, const char *message_id,
+                                       struct store_lease *out)
+{
+    struct pg_params p = { 0 };
+    pg_text(&p, message_id);
+    return store_pg_get_one(store_pg_of(st), SQL_LEASE_GET, &p, "lease_get", store_pg_read_lease,
+                            out, sizeof *out);
+}
+
+static enum app_err store_pg_lease_expire(struct store *st, int64_t now, const char *dead_instance,
+                                          int64_t *n)
+{
+    struct store_pg *s = store_pg_of(st);
+    int64_t changes = 0;
+    enum app_err e = store_pg_begin(st);
+    if (e != APP_OK)
+        return e;
+    struct pg_params p = { 0 };
+    pg_int(&p, now);
+    pg_text(&p, dead_instance);
+    e = store_pg_run(s, SQL_LEASE_EXPIRE_MSGS, &p, "lease_expire", &changes);
+    if (e == APP_OK)
+        e = store_pg_run(s, SQL_LEASE_EXPIRE, &p, "lease_expire", NULL);
+    if (e == APP_OK)
+        e = store_pg_commit(st);
+    else
+        store_pg_rollback(st);
+    if (e == APP_OK && n)
+        *n = changes;
+    return e;
+}
+
 /* ==== gateway (schema v2) ================================================== */
 
 static enum app_err store_pg_user_list(struct store *st, struct store_user **out, size_t *n)
@@ -1889,6 +2016,13 @@ static const struct store_ops store_pg_ops = {
     .message_update = store_pg_message_update,
     .message_newest_leaf = store_pg_message_newest_leaf,
     .message_mark_interrupted = store_pg_message_mark_interrupted,
+    .lease_create = store_pg_lease_create,
+    .lease_renew = store_pg_lease_renew,
+    .lease_progress = store_pg_lease_progress,
+    .lease_delete = store_pg_lease_delete,
+    .lease_request_stop = store_pg_lease_request_stop,
+    .lease_get = store_pg_lease_get,
+    .lease_expire = store_pg_lease_expire,
     .token_create = store_pg_token_create,
     .token_get_by_hash = store_pg_token_get_by_hash,
     .token_list = store_pg_token_list,

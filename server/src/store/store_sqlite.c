@@ -94,6 +94,15 @@ enum store_sqlite_stmt_id {
     S_MSG_UPDATE,
     S_MSG_NEWEST_LEAF,
     S_MSG_MARK_INTERRUPTED,
+    S_LEASE_CREATE,
+    S_LEASE_RENEW,
+    S_LEASE_STOPS,
+    S_LEASE_PROGRESS,
+    S_LEASE_DELETE,
+    S_LEASE_STOP_REQ,
+    S_LEASE_GET,
+    S_LEASE_EXPIRE_MSGS,
+    S_LEASE_EXPIRE,
     S_USER_LIST,
     S_TOKEN_INSERT,
     S_TOKEN_GET_BY_HASH,
@@ -233,6 +242,25 @@ static const char *const store_sqlite_sql[S_COUNT] = {
                                " error = COALESCE(error, '{\"code\":\"interrupted\",\"message\":"
                                "\"the server stopped while the answer was being generated\"}')"
                                " WHERE status = 'streaming'",
+
+    [S_LEASE_CREATE] = "INSERT INTO turn_leases (message_id, instance_id, expires_at)"
+                       " VALUES (?1, ?2, ?3)",
+    [S_LEASE_RENEW] = "UPDATE turn_leases SET expires_at = ?2 WHERE instance_id = ?1",
+    [S_LEASE_STOPS] = "SELECT message_id FROM turn_leases WHERE instance_id = ?1"
+                      " AND stop_requested = 1",
+    [S_LEASE_PROGRESS] = "UPDATE turn_leases SET events = ?2 WHERE message_id = ?1",
+    [S_LEASE_DELETE] = "DELETE FROM turn_leases WHERE message_id = ?1",
+    [S_LEASE_STOP_REQ] = "UPDATE turn_leases SET stop_requested = 1 WHERE message_id = ?1",
+    [S_LEASE_GET] = "SELECT instance_id, expires_at, events, stop_requested FROM turn_leases"
+                    " WHERE message_id = ?1",
+    [S_LEASE_EXPIRE_MSGS] = "UPDATE messages SET status = 'interrupted', updated_at = ?1,"
+                            " error = COALESCE(error, '{\"code\":\"interrupted\",\"message\":"
+                            "\"the server running the answer stopped before it finished\"}')"
+                            " WHERE status = 'streaming' AND NOT EXISTS (SELECT 1 FROM turn_leases l"
+                            " WHERE l.message_id = messages.id AND l.expires_at >= ?1"
+                            " AND l.instance_id <> ?2)",
+    [S_LEASE_EXPIRE] = "DELETE FROM turn_leases WHERE expires_at < ?1 OR instance_id = ?2"
+                       " OR message_id NOT IN (SELECT id FROM messages WHERE status = 'streaming')",
 
     /* ---- gateway (schema v2) ---- */
     /* Admin listing: password hashes are not read (NULL in the struct). */
@@ -1601,6 +1629,154 @@ static enum app_err store_sqlite_message_mark_interrupted(struct store *st, int6
     return e;
 }
 
+/* ---- turn leases ---------------------------------------------------------- */
+
+static enum app_err store_sqlite_lease_create(struct store *st, const char *message_id,
+                                              const char *instance_id, int64_t expires_at)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LEASE_CREATE);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, message_id);
+    store_sqlite_bind_text(s, q, 2, instance_id);
+    store_sqlite_bind_int(s, q, 3, expires_at);
+    return store_sqlite_run(s, q, "lease_create", NULL);
+}
+
+static enum app_err store_sqlite_lease_renew(struct store *st, const char *instance_id,
+                                             int64_t expires_at,
+                                             char (**stop_ids)[STORE_ID_LEN + 1], size_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LEASE_RENEW);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, instance_id);
+    store_sqlite_bind_int(s, q, 2, expires_at);
+    enum app_err e = store_sqlite_run(s, q, "lease_renew", NULL);
+    if (e != APP_OK)
+        return e;
+    q = store_sqlite_stmt(s, S_LEASE_STOPS);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, instance_id);
+    char(*ids)[STORE_ID_LEN + 1] = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = store_sqlite_step(s, q)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 4;
+            ids = xrealloc(ids, cap * sizeof *ids);
+        }
+        store_sqlite_col_fixed(q, 0, ids[len++], STORE_ID_LEN + 1);
+    }
+    if (rc != SQLITE_DONE) {
+        e = store_sqlite_fail(s, rc, "lease_renew");
+        free(ids);
+        ids = NULL;
+        len = 0;
+    }
+    store_sqlite_done(q);
+    *stop_ids = ids;
+    *n = len;
+    return e;
+}
+
+static enum app_err store_sqlite_lease_by_id(struct store *st, enum store_sqlite_stmt_id id,
+                                             const char *message_id, int64_t v, bool with_v,
+                                             const char *what, bool must_hit)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, id);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, message_id);
+    if (with_v)
+        store_sqlite_bind_int(s, q, 2, v);
+    int64_t changes = 0;
+    enum app_err e = store_sqlite_run(s, q, what, &changes);
+    if (e == APP_OK && must_hit && changes == 0) {
+        store_set_error(st, "%s: not found", what);
+        e = APP_ENOTFOUND;
+    }
+    return e;
+}
+
+static enum app_err store_sqlite_lease_progress(struct store *st, const char *message_id,
+                                                int64_t events)
+{
+    return store_sqlite_lease_by_id(st, S_LEASE_PROGRESS, message_id, events, true,
+                                    "lease_progress", false);
+}
+
+static enum app_err store_sqlite_lease_delete(struct store *st, const char *message_id)
+{
+    return store_sqlite_lease_by_id(st, S_LEASE_DELETE, message_id, 0, false, "lease_delete",
+                                    false);
+}
+
+static enum app_err store_sqlite_lease_request_stop(struct store *st, const char *message_id)
+{
+    return store_sqlite_lease_by_id(st, S_LEASE_STOP_REQ, message_id, 0, false,
+                                    "lease_request_stop", true);
+}
+
+static void store_sqlite_rd_lease(sqlite3_stmt *q, void *p)
+{
+    struct store_lease *l = p;
+    store_sqlite_col_fixed(q, 0, l->instance_id, sizeof l->instance_id);
+    l->expires_at = sqlite3_column_int64(q, 1);
+    l->events = sqlite3_column_int64(q, 2);
+    l->stop_requested = sqlite3_column_int64(q, 3) != 0;
+}
+
+static enum app_err store_sqlite_lease_get(struct store *st, const char *message_id,
+                                           struct store_lease *out)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LEASE_GET);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, message_id);
+    return store_sqlite_get_one(s, q, "lease_get", store_sqlite_rd_lease, out, sizeof *out);
+}
+
+static enum app_err store_sqlite_lease_expire(struct store *st, int64_t now,
+                                              const char *dead_instance, int64_t *n)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    enum app_err e = store_sqlite_begin(st);
+    if (e != APP_OK)
+        return e;
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_LEASE_EXPIRE_MSGS);
+    int64_t changes = 0;
+    if (!q)
+        e = APP_ESTORE;
+    if (e == APP_OK) {
+        store_sqlite_bind_int(s, q, 1, now);
+        store_sqlite_bind_text(s, q, 2, dead_instance);
+        e = store_sqlite_run(s, q, "lease_expire", &changes);
+    }
+    if (e == APP_OK) {
+        q = store_sqlite_stmt(s, S_LEASE_EXPIRE);
+        if (!q)
+            e = APP_ESTORE;
+    }
+    if (e == APP_OK) {
+        store_sqlite_bind_int(s, q, 1, now);
+        store_sqlite_bind_text(s, q, 2, dead_instance);
+        e = store_sqlite_run(s, q, "lease_expire", NULL);
+    }
+    if (e == APP_OK)
+        e = store_sqlite_commit(st);
+    else
+        store_sqlite_rollback(st);
+    if (e == APP_OK && n)
+        *n = changes;
+    return e;
+}
+
 /* ==== gateway (schema v2) ================================================== */
 
 /* ---- users (admin listing) ----------------------------------------------- */
@@ -2036,6 +2212,13 @@ static const struct store_ops store_sqlite_ops = {
     .message_update = store_sqlite_message_update,
     .message_newest_leaf = store_sqlite_message_newest_leaf,
     .message_mark_interrupted = store_sqlite_message_mark_interrupted,
+    .lease_create = store_sqlite_lease_create,
+    .lease_renew = store_sqlite_lease_renew,
+    .lease_progress = store_sqlite_lease_progress,
+    .lease_delete = store_sqlite_lease_delete,
+    .lease_request_stop = store_sqlite_lease_request_stop,
+    .lease_get = store_sqlite_lease_get,
+    .lease_expire = store_sqlite_lease_expire,
     .token_create = store_sqlite_token_create,
     .token_get_by_hash = store_sqlite_token_get_by_hash,
     .token_list = store_sqlite_token_list,
