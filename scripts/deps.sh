@@ -6,18 +6,19 @@ set -euo pipefail
 
 # build: compiler, meson/ninja, libraries (-dev)
 BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-dev
-  libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev)
+  libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev libhiredis-dev)
 # tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
 # server for the throwaway cluster of tests/pg.sh, chromium for the Playwright
-# end-to-end tests (tests/e2e; Playwright never downloads a browser)
-TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3)
+# end-to-end tests (tests/e2e; Playwright never downloads a browser), and
+# redis-server + redis-cli for the shared-limit tests (tests/api/redis.test.mjs)
+TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3 redis-server)
 
 # bench: load generator and calculator
 BENCH_PKGS=(wrk bc curl nginx-light)
 
 want=("${BUILD_PKGS[@]}")
 # coverage: lcov (C), fuzzing: clang with libFuzzer
-COV_PKGS=(lcov libcmocka-dev curl postgresql)
+COV_PKGS=(lcov libcmocka-dev curl postgresql redis-server)
 FUZZ_PKGS=(clang libclang-rt-14-dev)
 
 case "${1:-}" in

@@ -10,6 +10,8 @@ echo "== web unit tests (Vitest)"
 (cd web && npm test) || status=1
 echo "== API tests (real binary, fake upstream)"
 COAI_BIN="$PWD/$build/server/chatopenaii" bash tests/run-api.sh || status=1
+echo "== topology: two instances behind nginx on PostgreSQL, with and without Redis"
+COAI_BIN="$PWD/$build/server/chatopenaii" bash tests/run-topology.sh || status=1
 echo "== end-to-end tests (Playwright, Debian's chromium)"
 COAI_BIN="$PWD/$build/server/chatopenaii" bash tests/run-e2e.sh || status=1
 if [ $status = 0 ]; then echo "all suites passed"; else echo "SOME SUITES FAILED"; fi
