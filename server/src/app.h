@@ -16,6 +16,7 @@ struct static_files;
 struct models_cache;
 struct gateway;
 struct ratelimit;
+struct redis;
 
 struct app {
     struct config cfg;
@@ -29,6 +30,7 @@ struct app {
     struct static_files *web;
     struct models_cache *models;
     struct ratelimit *rl;           /* per-IP / per-user / lock-out limits of the REST API */
+    struct redis *redis;            /* CHATOPENAII_REDIS_URL client, loop thread only (NULL = none) */
     struct gateway *gw;             /* the /v1 gateway: principals, buckets, key pool, prices */
     unsigned char box_key[32];      /* AES-256-GCM key for provider keys (HKDF of the master key) */
     int key_version;                /* fingerprint of the master key, stored beside ciphertexts */

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "lib/log.h"
+#include "lib/redis.h"
 
 static const char *env(const char *name)
 {
@@ -293,6 +294,22 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     }
     cfg->sentry_dsn = xstrdup(dsn);
     cfg->metrics_token = xstrdup(env("CHATOPENAII_METRICS_TOKEN"));
+    const char *ru = env("CHATOPENAII_REDIS_URL");
+    if (ru) {
+        char *rh, *ruser, *rpw;
+        int rport, rdb;
+        if (redis_url_parse(ru, &rh, &rport, &rdb, &ruser, &rpw) != 0) {
+            snprintf(err, errlen, "CHATOPENAII_REDIS_URL must look like "
+                                  "redis://host:port/db (optionally redis://:password@host:port)");
+            return -1;
+        }
+        free(rh);
+        free(ruser);
+        if (rpw)
+            secure_wipe(rpw, strlen(rpw));
+        free(rpw);
+        cfg->redis_url = xstrdup(ru);
+    }
 
     /* Safe defaults are not optional in production. */
     if (cfg->env == ENV_PRODUCTION) {
@@ -336,5 +353,8 @@ void config_cleanup(struct config *cfg)
     if (cfg->metrics_token)
         secure_wipe(cfg->metrics_token, strlen(cfg->metrics_token));
     free(cfg->metrics_token);
+    if (cfg->redis_url)
+        secure_wipe(cfg->redis_url, strlen(cfg->redis_url));
+    free(cfg->redis_url);
     memset(cfg, 0, sizeof *cfg);
 }

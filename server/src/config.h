@@ -53,6 +53,7 @@ struct config {
     int lockout_minutes;      /* CHATOPENAII_LOCKOUT_MINUTES, default 15 */
     char *sentry_dsn;         /* CHATOPENAII_SENTRY_DSN: report unexpected errors (none) */
     char *metrics_token;      /* CHATOPENAII_METRICS_TOKEN: bearer for /metrics (else loopback only) */
+    char *redis_url;          /* CHATOPENAII_REDIS_URL redis://[[user]:password@]host[:port][/db] (secret; NULL = no Redis) */
 };
 
 /* Fills cfg from the environment. Returns 0, or -1 with a message naming the

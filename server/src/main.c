@@ -30,6 +30,7 @@
 #include "lib/ids.h"
 #include "lib/log.h"
 #include "lib/pool.h"
+#include "lib/redis.h"
 #include "llm/curlev.h"
 #include "llm/provider.h"
 #include "llm/turn.h"
@@ -275,6 +276,8 @@ static void serve_teardown(struct app *app)
         turns_free(app->turns);
     if (app->gw)
         gateway_free(app->gw);
+    redis_free(app->redis); /* waiting callbacks get NULL; before rl and the loop go */
+    app->redis = NULL;
     if (app->sig_term)
         event_free(app->sig_term);
     if (app->sig_int)
@@ -379,6 +382,18 @@ static int cmd_serve(struct app *app)
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
     app->rl = ratelimit_new();
+    if (cfg->redis_url) { /* shared limits and fan-out; connects in the background */
+        unsigned char rk[32];
+        app->redis = redis_new(app->base, cfg->redis_url);
+        rc = crypto_hkdf(app->box_key, sizeof app->box_key, "coai/redis-keys/v1", rk);
+        if (!app->redis || rc != 0 || ratelimit_use_redis(app->rl, app->redis, cfg->redis_url, rk)) {
+            fprintf(stderr, "chatopenaii: cannot set up Redis (CHATOPENAII_REDIS_URL)\n");
+            secure_wipe(rk, sizeof rk);
+            serve_teardown(app);
+            return 1;
+        }
+        secure_wipe(rk, sizeof rk);
+    }
     metrics_init();
     if (seed_prices(cfg) != 0) {
         serve_teardown(app);

@@ -102,8 +102,8 @@ void api_auth_login(struct api_ctx *c)
     int window = cfg->lockout_minutes * 60, ra = 0;
     char acct[LIMIT_EMAIL + 16], ip[96];
     lock_keys(c, email, acct, sizeof acct, ip, sizeof ip);
-    if (ratelimit_locked(c->app->rl, acct, cfg->lockout_failures, window, &ra) ||
-        ratelimit_locked(c->app->rl, ip, cfg->lockout_failures * 4, window, &ra)) {
+    if (ratelimit_shared_locked(c->app->rl, acct, cfg->lockout_failures, window, &ra) ||
+        ratelimit_shared_locked(c->app->rl, ip, cfg->lockout_failures * 4, window, &ra)) {
         c->retry_after = ra;
         return api_fail(c, 429, "locked_out",
                         "too many failed sign-ins; try again in %d minutes", (ra + 59) / 60);
@@ -111,8 +111,8 @@ void api_auth_login(struct api_ctx *c)
     enum app_err e = store_user_get_by_email(c->st, email, &c->user);
     if (e == APP_ENOTFOUND) {
         crypto_password_dummy_verify(password);
-        ratelimit_fail(c->app->rl, acct, window);
-        ratelimit_fail(c->app->rl, ip, window);
+        ratelimit_shared_fail(c->app->rl, acct, window);
+        ratelimit_shared_fail(c->app->rl, ip, window);
         return api_fail(c, 401, "invalid_credentials", "email or password is incorrect");
     }
     if (e != APP_OK)
@@ -120,11 +120,11 @@ void api_auth_login(struct api_ctx *c)
     int v = crypto_password_verify(c->user.password_hash, password);
     if (v != 0) {
         store_user_clear(&c->user);
-        ratelimit_fail(c->app->rl, acct, window);
-        ratelimit_fail(c->app->rl, ip, window);
+        ratelimit_shared_fail(c->app->rl, acct, window);
+        ratelimit_shared_fail(c->app->rl, ip, window);
         return api_fail(c, 401, "invalid_credentials", "email or password is incorrect");
     }
-    ratelimit_clear(c->app->rl, acct);
+    ratelimit_shared_clear(c->app->rl, acct);
     e = auth_session_start(c, c->user.id);
     if (e != APP_OK)
         return api_fail_err(c, e, "");

@@ -352,14 +352,15 @@ static void work_cb(void *arg, void *worker_ctx)
         int ra = 0;
         struct config *cfg = &c->app->cfg;
         snprintf(key, sizeof key, "api:%s", c->user.id);
-        if (!ratelimit_take(c->app->rl, key, cfg->rate_api, &ra)) {
+        /* On the worker: with Redis these are shared by all instances. */
+        if (!ratelimit_shared_take(c->app->rl, key, cfg->rate_api, &ra)) {
             c->retry_after = ra;
             api_fail(c, 429, "rate_limited", "too many requests; try again in %d s", ra);
             goto out;
         }
         snprintf(key, sizeof key, "gen:%s", c->user.id);
         if ((c->route->flags & ROUTE_GENERATE) &&
-            !ratelimit_take(c->app->rl, key, cfg->rate_generate, &ra)) {
+            !ratelimit_shared_take(c->app->rl, key, cfg->rate_generate, &ra)) {
             c->retry_after = ra;
             api_fail(c, 429, "rate_limited",
                      "too many answers requested; try again in %d s", ra);
@@ -436,6 +437,8 @@ static bool query_bad(const char *rawq, const struct evkeyvalq *q)
 
 static void health_reply(struct api_ctx *c);
 static void metrics_reply(struct api_ctx *c);
+static void auth_limit_done(void *arg, bool ok, int retry_after_s);
+static void dispatch(struct api_ctx *c);
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
@@ -577,13 +580,33 @@ static void on_request(struct evhttp_request *req, void *arg)
         char key[96];
         int ra = 0;
         snprintf(key, sizeof key, "auth-ip:%s", c->client_ip);
-        if (!ratelimit_take(app->rl, key, app->cfg.rate_auth, &ra)) {
-            c->retry_after = ra;
-            return reply_now(c, 429, "rate_limited",
-                             "too many sign-in or registration attempts; try again later");
-        }
+        /* With Redis the shared bucket answers later, in auth_limit_done. */
+        if (ratelimit_take_async(app->rl, key, app->cfg.rate_auth, auth_limit_done, c) == 0)
+            return;
+        if (!ratelimit_take(app->rl, key, app->cfg.rate_auth, &ra))
+            return auth_limit_done(c, false, ra);
     }
+    dispatch(c);
+}
 
+static void auth_limit_done(void *arg, bool ok, int retry_after_s)
+{
+    struct api_ctx *c = arg;
+    if (!ok) {
+        c->retry_after = retry_after_s;
+        return reply_now(c, 429, "rate_limited",
+                         "too many sign-in or registration attempts; try again later");
+    }
+    if (!c->app->pool) /* the answer came during teardown */
+        return reply_now(c, 503, "shutting_down", "server is shutting down");
+    dispatch(c);
+}
+
+/* Run the matched route: on the loop (ROUTE_LOOP) or on a worker. */
+static void dispatch(struct api_ctx *c)
+{
+    struct app *app = c->app;
+    const struct route *match = c->route;
     if (match->flags & ROUTE_LOOP) {
         match->fn(c);
         if (c->on_loop)
