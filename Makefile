@@ -9,7 +9,7 @@ ASAN_BUILD ?= build-asan
 BIN        := $(BUILD)/server/chatopenaii
 ASAN_BIN   := $(ASAN_BUILD)/server/chatopenaii
 
-.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway bench-open clean check coverage fuzz
+.PHONY: all run test unit api deps deps-test build build-asan web bench bench-gateway bench-scale bench-open clean check coverage fuzz
 
 all: build
 
@@ -54,6 +54,10 @@ bench: build
 
 bench-gateway: build
 	@bash bench/gateway/run.sh $(BIN)
+
+# one instance versus two behind nginx, on PostgreSQL
+bench-scale: build
+	@bash bench/scale/run.sh $(BIN)
 
 # a 2,000-message chat opened in headless chromium (Playwright from tests/e2e)
 bench-open: build web
