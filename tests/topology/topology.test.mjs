@@ -48,7 +48,7 @@ async function startRedis() {
   const deadline = Date.now() + 10000;
   for (;;) {
     try {
-      if (execFileSync('redis-cli', ['-p', String(port), 'ping']).toString().trim() === 'PONG') break;
+      if (execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() === 'PONG') break;
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error('redis-server did not answer within 10 s');
     await sleep(50);
@@ -87,7 +87,7 @@ function textOf(m) {
 }
 
 // Two instances on one database (+ Redis), nginx in front; fn(ctx).
-async function withTopology({ redis = false, leaseMs = LEASE_MS } = {}, fn) {
+async function withTopology({ redis = false, leaseMs = LEASE_MS, env: extra = {} } = {}, fn) {
   const fake = await startFakeOpenAI();
   const db = freshDatabase();
   const rds = redis ? await startRedis() : null;
@@ -99,6 +99,7 @@ async function withTopology({ redis = false, leaseMs = LEASE_MS } = {}, fn) {
     CHATOPENAII_PERSIST_MS: '100',
     CHATOPENAII_TRUSTED_PROXIES: '127.0.0.1',
     ...(rds ? { CHATOPENAII_REDIS_URL: rds.url } : {}),
+    ...extra,
   };
   const servers = [];
   let nginx = null;
@@ -198,9 +199,13 @@ for (const redis of process.env.COAI_TOPO_REDIS === '1' ? [false, true] : [false
     assert.equal(stored.status, 'complete');
     assert.equal(textOf(done.message), textOf(stored), 'B ends with the stored answer');
     assert.ok(textOf(stored).length > 0);
-    // B sent the content as it grew (not only at the end), with the owner's ids
+    // B sent the content as it grew (not only at the end), with the owner's ids:
+    // with Redis the owner's own delta events, live; without, snapshots read
+    // from the store
     const snaps = evB.filter((e) => e.event === 'snapshot' || e.event === 'delta');
     assert.ok(snaps.length >= 1, `B sent progress before done: ${evB.map((e) => e.event)}`);
+    if (redis) assert.ok(evB.filter((e) => e.event === 'delta').length >= 10, `live deltas through Redis: ${evB.map((e) => e.event)}`);
+    else assert.ok(evB.every((e) => e.event !== 'delta'), 'without Redis B reads the store');
     for (const e of evB.filter((x) => x.id)) assert.ok(Number(e.id) > lastId, `B resumes after ${lastId}: got id ${e.id}`);
     // through nginx (either instance) the stream ends with the same answer
     assert.equal(textOf(JSON.parse(evN.at(-1).data).message), textOf(stored));
@@ -220,11 +225,25 @@ for (const redis of process.env.COAI_TOPO_REDIS === '1' ? [false, true] : [false
       const s = await storedMessage(ca, t.chatId, t.msgId);
       return s.status === 'stopped' ? s : null;
     }, 5000);
-    assert.ok(Date.now() - t0 < 3000, `stopped within 3 s (took ${Date.now() - t0} ms)`);
+    const took = Date.now() - t0;
+    assert.ok(took < 3000, `stopped within 3 s (took ${took} ms)`);
+    if (redis) assert.ok(took < 500, `with Redis the owner hears the stop at once (took ${took} ms)`);
     assert.ok(textOf(m).length > 0, 'the partial answer is kept');
     const ev = await watch;
     assert.equal(JSON.parse(ev.at(-1).data).status, 'stopped', 'B\'s stream ends with done "stopped"');
     assert.equal(a.logs().filter((l) => l.includes('turn stopped from another instance')).length, 1);
+  }));
+
+  test(`${tag}: sign-in rate limit (3 a minute): ${redis ? 'shared by both instances' : 'counted by each instance alone'}`, () => withTopology({ redis, env: { CHATOPENAII_RATE_AUTH: '3' } }, async ({ a, b }) => {
+    const statuses = [];
+    for (let i = 0; i < 4; i++) {
+      const c = new Client((i % 2 ? b : a).url);
+      const r = await c.post('/api/v1/auth/login', { email: `nobody${i}@example.com`, password: 'wrong password!' });
+      statuses.push(r.status);
+      if (r.status === 429) assert.ok(Number(r.headers['retry-after']) >= 1, 'Retry-After');
+    }
+    if (redis) assert.deepEqual(statuses, [401, 401, 401, 429], 'the 4th attempt, on either instance, is over the shared limit');
+    else assert.deepEqual(statuses, [401, 401, 401, 401], 'two attempts on each instance stay under its own limit');
   }));
 
   test(`${tag}: SIGKILL of A mid-turn: B marks the answer interrupted within the lease time, partial text kept; B carries on`, () => withTopology({ redis }, async ({ a, b }) => {

@@ -15,6 +15,7 @@
 #include "../lib/ids.h"
 #include "../lib/log.h"
 #include "../lib/pool.h"
+#include "../lib/redis.h"
 #include "../llm/turn.h"
 #include "../views.h"
 #include "api.h"
@@ -582,8 +583,16 @@ struct follow {
     struct event *timer;
     bool busy;                     /* a read is in flight */
     enum app_err rc;
+    /* With Redis: the owner's events, live. Those that do not follow the
+     * last one sent wait here (ids ascending) until a read catches up. */
+    char channel[16 + STORE_ID_LEN];
+    bool subscribed;
+    struct pending_ev { long long id; bool done; char *bytes; size_t len; } *pend;
+    size_t npend, pend_cap, pend_bytes;
     struct follow *prev, *next;
 };
+
+#define FOLLOW_PENDING_MAX (1024 * 1024) /* beyond it, snapshots only */
 
 static struct follow *g_follows;
 
@@ -596,6 +605,11 @@ static void follow_free(struct follow *f)
     if (f->next)
         f->next->prev = f->prev;
     event_free(f->timer);
+    if (f->subscribed)
+        redis_unsubscribe(f->app->redis, f->channel, f);
+    for (size_t i = 0; i < f->npend; i++)
+        free(f->pend[i].bytes);
+    free(f->pend);
     store_message_clear(&f->tm.m);
     free(f);
 }
@@ -660,6 +674,87 @@ static void on_follow_timer(evutil_socket_t fd, short what, void *arg)
     pool_submit(f->app->pool, follow_work, follow_done, f);
 }
 
+/* Write the waiting events that now follow on; true when the stream ended
+ * (the owner's "done" was among them): f must not be used any more. */
+static bool follow_flush(struct follow *f)
+{
+    size_t i = 0;
+    bool ended = false;
+    for (; i < f->npend; i++) {
+        struct pending_ev *e = &f->pend[i];
+        if (e->id <= f->sent)
+            continue; /* the snapshot covered it */
+        if (e->id != f->sent + 1 || ended)
+            break;
+        sse_conn_write(f->conn, e->bytes, e->len);
+        f->sent = e->id;
+        ended = e->done;
+    }
+    for (size_t k = 0; k < i; k++) {
+        f->pend_bytes -= f->pend[k].len;
+        free(f->pend[k].bytes);
+    }
+    memmove(f->pend, f->pend + i, (f->npend - i) * sizeof *f->pend);
+    f->npend -= i;
+    if (ended) {
+        follow_end(f);
+        if (!f->busy) /* else the read's completion frees it */
+            follow_free(f);
+    }
+    return ended;
+}
+
+/* A framed event of the owner, from Redis ("id: N\nevent: E\n..."); data
+ * NULL: the subscription is (again) active, so read the store to catch up. */
+static void follow_on_message(void *arg, const char *channel, const char *data, size_t len)
+{
+    struct follow *f = arg;
+    if (!f->conn)
+        return;
+    if (!data) {
+        if (!f->busy) {
+            evtimer_del(f->timer);
+            struct timeval now = {0, 0};
+            evtimer_add(f->timer, &now);
+        }
+        return;
+    }
+    if (len < 5 || memcmp(data, "id: ", 4) != 0)
+        return;
+    long long id = 0;
+    size_t k = 4;
+    for (; k < len && data[k] >= '0' && data[k] <= '9' && id < (1LL << 50); k++)
+        id = id * 10 + (data[k] - '0');
+    if (k >= len || data[k] != '\n' || id <= f->sent)
+        return;
+    static const char done_tag[] = "event: done\n";
+    bool done = len - k - 1 >= sizeof done_tag - 1 && memcmp(data + k + 1, done_tag, sizeof done_tag - 1) == 0;
+    if (f->pend_bytes + len > FOLLOW_PENDING_MAX) {
+        for (size_t i = 0; i < f->npend; i++)
+            free(f->pend[i].bytes);
+        f->npend = 0;
+        f->pend_bytes = 0;
+        return; /* too far behind: the reads (snapshots) carry on */
+    }
+    if (f->npend == f->pend_cap) {
+        f->pend_cap = f->pend_cap ? f->pend_cap * 2 : 16;
+        f->pend = xrealloc(f->pend, f->pend_cap * sizeof *f->pend);
+    }
+    struct pending_ev *e = &f->pend[f->npend++];
+    e->id = id;
+    e->done = done;
+    e->bytes = xmalloc(len);
+    memcpy(e->bytes, data, len);
+    e->len = len;
+    f->pend_bytes += len;
+    if (!follow_flush(f) && f->npend && !f->busy) {
+        /* a gap: what came before this event is only in the store */
+        evtimer_del(f->timer);
+        struct timeval soon = {0, 50 * 1000};
+        evtimer_add(f->timer, &soon);
+    }
+}
+
 /* Send what the last read shows, then wait for the next read (or end). */
 static void follow_step(struct follow *f)
 {
@@ -682,7 +777,11 @@ static void follow_step(struct follow *f)
         free(s);
         f->sent = f->tm.lease.events;
     }
-    int ms = f->app->cfg.turn_poll_ms;
+    if (f->npend && follow_flush(f))
+        return; /* it ended with the owner's "done" */
+    /* Live events come over Redis; reads then only catch up after a gap
+     * and notice an owner that died. */
+    int ms = f->subscribed ? f->app->cfg.turn_poll_ms * 4 : f->app->cfg.turn_poll_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(f->timer, &tv);
 }
@@ -695,13 +794,17 @@ static void follow_start(struct app *app, struct turn_msg *tm, struct sse_conn *
     f->tm = *tm; /* takes the message's heap fields */
     memset(&tm->m, 0, sizeof tm->m);
     f->conn = conn;
-    f->sent = last;
+    f->sent = last < 0 ? 0 : last; /* the owner's events are numbered from 1 */
     f->timer = evtimer_new(app->base, on_follow_timer, f);
     f->next = g_follows;
     if (g_follows)
         g_follows->prev = f;
     g_follows = f;
     sse_conn_set_gone(conn, follow_gone, f);
+    if (app->redis) {
+        snprintf(f->channel, sizeof f->channel, "coai:turn:%s", f->tm.m.id);
+        f->subscribed = redis_subscribe(app->redis, f->channel, follow_on_message, f) == 0;
+    }
     follow_step(f); /* what was read with the request goes out at once */
 }
 
@@ -783,6 +886,16 @@ static void stop_on_loop(struct api_ctx *c)
     http_ctx_finish(c);
 }
 
+/* The stop is recorded on the lease; with Redis the owner hears it now. */
+static void stop_remote_on_loop(struct api_ctx *c)
+{
+    struct turn_msg *tm = c->loop_data;
+    if (c->app->redis)
+        redis_publish(c->app->redis, TURN_STOP_CHANNEL, tm->m.id, strlen(tm->m.id));
+    api_reply_take(c, 202, json_pack("{s:b,s:s}", "stopped", 1, "status", "stopping"));
+    http_ctx_finish(c);
+}
+
 void api_turn_stop(struct api_ctx *c)
 {
     if (!load_turn_message(c))
@@ -792,9 +905,10 @@ void api_turn_stop(struct api_ctx *c)
         /* Another instance runs it: it picks the request up with its next
          * lease renewal (within a second). */
         enum app_err e = store_lease_request_stop(c->st, tm->m.id);
-        if (e == APP_OK)
-            return api_reply_take(c, 202, json_pack("{s:b,s:s}", "stopped", 1, "status",
-                                                    "stopping"));
+        if (e == APP_OK) {
+            c->on_loop = stop_remote_on_loop;
+            return;
+        }
         if (e != APP_ENOTFOUND)
             return api_fail_err(c, e, "");
         /* the lease just went: it finished meanwhile; answer from the loop */

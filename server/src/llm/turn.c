@@ -16,6 +16,7 @@
 #include "../lib/caps.h"
 #include "../lib/log.h"
 #include "../lib/pool.h"
+#include "../lib/redis.h"
 #include "../lib/utf8.h"
 #include "../views.h"
 #include "curlev.h"
@@ -83,6 +84,7 @@ struct turn_registry {
     struct app *app;
     struct event *lease_timer;  /* renews this instance's leases, sweeps dead ones */
     bool lease_busy;            /* a lease job is in flight */
+    bool stop_listening;        /* subscribed to TURN_STOP_CHANNEL */
 };
 
 static void turn_ref(struct turn *t) { t->refs++; }
@@ -154,9 +156,25 @@ static void lease_done(void *arg)
     free(j);
 }
 
+/* A stop asked on another instance, over Redis: the message id. */
+static void on_stop_message(void *arg, const char *channel, const char *data, size_t len)
+{
+    struct app *app = arg;
+    if (!data || len == 0 || len > STORE_ID_LEN)
+        return;
+    char id[STORE_ID_LEN + 1];
+    memcpy(id, data, len);
+    id[len] = '\0';
+    if (turn_stop(app, id) == 0)
+        log_info("turn stopped from another instance", "turn", id, NULL);
+}
+
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
+    if (app->redis && !app->turns->stop_listening) /* the client exists once serve set it up */
+        app->turns->stop_listening = redis_subscribe(app->redis, TURN_STOP_CHANNEL,
+                                                     on_stop_message, app) == 0;
     if (app->turns->lease_busy || app->shutting_down || !app->pool)
         return;
     struct lease_job *j = xcalloc(1, sizeof *j);
@@ -186,6 +204,8 @@ void turns_free(struct turn_registry *r)
         return;
     if (r->lease_timer)
         event_free(r->lease_timer);
+    if (r->stop_listening)
+        redis_unsubscribe(r->app->redis, TURN_STOP_CHANNEL, r->app);
     while (r->head) {
         struct turn *t = r->head;
         r->head = t->next;
@@ -241,6 +261,11 @@ static void publish(struct turn *t, const char *event, json_t *data)
         }
         for (struct subscriber *sub = t->subs; sub; sub = sub->next)
             sse_conn_write(sub->conn, frame.p, frame.len);
+        if (t->app->redis) { /* followers on other instances get it as framed */
+            char ch[16 + STORE_ID_LEN];
+            snprintf(ch, sizeof ch, "coai:turn:%s", t->msg.id);
+            redis_publish(t->app->redis, ch, frame.p, frame.len);
+        }
     }
     buf_cleanup(&frame);
     free(s);

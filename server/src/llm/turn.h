@@ -35,6 +35,11 @@ struct turn_spec {
     char *title_seed;          /* first user text when the chat needs a title, else NULL */
 };
 
+/* With Redis: every event of a turn is published, framed as SSE, on
+ * "coai:turn:<message id>"; a message id published on TURN_STOP_CHANNEL
+ * stops that turn on whichever instance runs it. */
+#define TURN_STOP_CHANNEL "coai:turn-stop"
+
 struct turn_registry *turns_new(struct app *app);
 void turns_free(struct turn_registry *r);     /* after turns_shutdown and the pool drained */
 
