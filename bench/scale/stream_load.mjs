@@ -29,18 +29,24 @@ function req(method, p, body) {
 
 let done = 0;
 let errors = 0;
+const shown = new Set();
+function report(what) { // the first few kinds of failure, on stderr
+  const k = what.slice(0, 60);
+  if (shown.size < 5 && !shown.has(k)) { shown.add(k); process.stderr.write(`stream_load: ${what.slice(0, 300)}\n`); }
+}
 const t0 = Date.now();
 const end = t0 + secs * 1000;
 async function worker(chat) {
   while (Date.now() < end) {
     try {
       const r = await req('POST', `/api/v1/chats/${chat}/messages`, { content: 'bench', model: 'gpt-4o' });
-      if (r.status !== 202) { errors++; await new Promise((s) => setTimeout(s, 20)); continue; }
+      if (r.status !== 202) { errors++; report(`POST ${r.status} ${r.text}`); await new Promise((s) => setTimeout(s, 20)); continue; }
       const ev = await req('GET', JSON.parse(r.text).turn.events_url);
       if (ev.status === 200 && /event: done\ndata: \{"status":"complete"/.test(ev.text)) done++;
-      else errors++;
-    } catch {
+      else { errors++; report(`events ${ev.status} ...${ev.text.slice(-250)}`); }
+    } catch (e) {
       errors++;
+      report(`exception ${e.message}`);
     }
   }
 }
