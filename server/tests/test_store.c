@@ -1150,6 +1150,83 @@ static void test_message_mark_interrupted(void **state)
     assert_int_equal(store_message_mark_interrupted(f->st, NULL), APP_OK);
 }
 
+/* Turn leases: progress and stop requests, renewal, and which streaming
+ * answers store_lease_expire ends (no lease, an expired one, the dead
+ * instance's own) and which it leaves (another instance's live lease). */
+static void test_turn_leases(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], q[STORE_ID_LEN + 1], live[STORE_ID_LEN + 1],
+        expired[STORE_ID_LEN + 1], mine[STORE_ID_LEN + 1], bare[STORE_ID_LEN + 1];
+    struct store_lease l;
+    struct store_message got = { 0 };
+    char (*stops)[STORE_ID_LEN + 1] = NULL;
+    size_t n = 99;
+    int64_t marked = -1;
+    const int64_t now = 1000000;
+
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "user", 1, q);
+    test_store_make_msg(f->st, chat, q, "assistant", 2, live);
+    test_store_make_msg(f->st, chat, q, "assistant", 3, expired);
+    test_store_make_msg(f->st, chat, q, "assistant", 4, mine);
+    test_store_make_msg(f->st, chat, q, "assistant", 5, bare);
+    const char *ids[] = {live, expired, mine, bare};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_message_update(f->st, ids[i], "[]", "streaming", NULL, -1, -1),
+                         APP_OK);
+    assert_int_equal(store_lease_create(f->st, live, "inst-b", now + 5000), APP_OK);
+    assert_int_equal(store_lease_create(f->st, expired, "inst-c", now - 1), APP_OK);
+    assert_int_equal(store_lease_create(f->st, mine, "inst-a", now + 5000), APP_OK);
+    assert_int_not_equal(store_lease_create(f->st, live, "inst-a", now), APP_OK); /* one owner */
+
+    assert_int_equal(store_lease_get(f->st, live, &l), APP_OK);
+    assert_string_equal(l.instance_id, "inst-b");
+    assert_int_equal(l.expires_at, now + 5000);
+    assert_int_equal(l.events, 0);
+    assert_false(l.stop_requested);
+    assert_int_equal(store_lease_get(f->st, bare, &l), APP_ENOTFOUND);
+
+    assert_int_equal(store_lease_progress(f->st, live, 42), APP_OK);
+    assert_int_equal(store_lease_request_stop(f->st, live), APP_OK);
+    assert_int_equal(store_lease_request_stop(f->st, bare), APP_ENOTFOUND);
+    assert_int_equal(store_lease_renew(f->st, "inst-b", now + 9000, &stops, &n), APP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(stops[0], live);
+    free(stops);
+    assert_int_equal(store_lease_renew(f->st, "inst-a", now + 9000, &stops, &n), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(stops);
+    assert_int_equal(store_lease_get(f->st, live, &l), APP_OK);
+    assert_int_equal(l.events, 42);
+    assert_true(l.stop_requested);
+    assert_int_equal(l.expires_at, now + 9000);
+
+    /* start-up of inst-a: its own, the expired and the lease-less end */
+    assert_int_equal(store_lease_expire(f->st, now, "inst-a", &marked), APP_OK);
+    assert_int_equal(marked, 3);
+    assert_int_equal(store_message_get(f->st, f->alice, live, &got), APP_OK);
+    assert_string_equal(got.status, "streaming");
+    store_message_clear(&got);
+    for (size_t i = 1; i < 4; i++) {
+        assert_int_equal(store_message_get(f->st, f->alice, ids[i], &got), APP_OK);
+        assert_string_equal(got.status, "interrupted");
+        assert_non_null(strstr(got.error, "interrupted"));
+        store_message_clear(&got);
+        assert_int_equal(store_lease_get(f->st, ids[i], &l), APP_ENOTFOUND);
+    }
+    /* a sweep later: inst-b's lease ran out */
+    assert_int_equal(store_lease_expire(f->st, now + 5000, "", &marked), APP_OK);
+    assert_int_equal(marked, 0); /* renewed to now + 9000 */
+    assert_int_equal(store_lease_expire(f->st, now + 9001, "", &marked), APP_OK);
+    assert_int_equal(marked, 1);
+    assert_int_equal(store_lease_get(f->st, live, &l), APP_ENOTFOUND);
+    /* a finished answer gives its lease up */
+    assert_int_equal(store_lease_create(f->st, live, "inst-b", now + 5000), APP_OK);
+    assert_int_equal(store_lease_delete(f->st, live), APP_OK);
+    assert_int_equal(store_lease_get(f->st, live, &l), APP_ENOTFOUND);
+}
+
 /* ---- file-backed databases ----------------------------------------------- */
 
 static void test_file_reopen_wal(void **state)
@@ -2200,6 +2277,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_message_update, test_store_setup, test_store_teardown),
         cmocka_unit_test_setup_teardown(test_message_mark_interrupted, test_store_setup,
                                         test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_turn_leases, test_store_setup, test_store_teardown),
         cmocka_unit_test(test_file_reopen_wal),
         cmocka_unit_test(test_two_handles),
         cmocka_unit_test(test_concurrent_first_admin),
