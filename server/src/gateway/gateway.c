@@ -3,7 +3,14 @@
  * budget, rate limits) -> UPSTREAM (key chosen; headers, then every chunk
  * forwarded as it arrives) -> DONE (usage recorded). A pool key answering
  * 401 or 429 before anything was sent to the client is marked and the
- * request moves to the next key. */
+ * request moves to the next key.
+ *
+ * With Redis (app->redis) the per-user and per-token buckets and the
+ * monthly spend are shared by every instance: ADMIT waits for one Lua
+ * script (all-or-nothing over both buckets and the budget) and DONE charges
+ * the tokens and the spend with another, fire and forget. No answer from
+ * Redis: that request is admitted from this instance's own buckets and
+ * counters, which are kept up to date in both modes. See "shared limits". */
 #include "gateway.h"
 
 #include <math.h>
@@ -30,6 +37,7 @@
 #include "../lib/crypto.h"
 #include "../lib/log.h"
 #include "../lib/pool.h"
+#include "../lib/redis.h"
 #include "../lib/strmap.h"
 #include "../llm/curlev.h"
 #include "../llm/sse_parse.h"
@@ -57,6 +65,7 @@ struct principal {             /* one API token, as loaded from the store */
     struct provider_conn own;  /* the user's own connection (secret), if any */
     bool has_own;
     int64_t loaded_ms;
+    int refs;                  /* the cache's, plus requests waiting on Redis (loop only) */
 };
 
 struct user_state {            /* per user: limits, buckets, this month's spend */
@@ -65,10 +74,12 @@ struct user_state {            /* per user: limits, buckets, this month's spend 
     int64_t budget_tokens, budget_cost; /* -1 unlimited */
     int64_t month_start;       /* ms of the first instant of the month the totals are for */
     int64_t month_tokens, month_cost;
+    char rkey[33];             /* shared mode: hash naming its Redis keys ("" = not yet) */
 };
 
 struct token_state {           /* per API token: its own limits */
     struct bucket req, tok;
+    char rkey[33];             /* as user_state.rkey */
 };
 
 struct pool_key {
@@ -108,6 +119,11 @@ struct gateway {
     bool usage_armed;            /* loop only: usage_timer is pending */
     uint64_t reload_seq;         /* reloads submitted */
     uint64_t reload_applied;     /* seq of the newest reload applied */
+    /* Shared limits (NULL redis = this instance only, the code path of old). */
+    struct redis *redis;         /* app->redis (borrowed) */
+    struct redis_script *admit_lua, *charge_lua;
+    unsigned char key_secret[32]; /* names Redis keys by a hash, as ratelimit.c */
+    bool shared_down;            /* the fall-back warning of this outage was logged */
 };
 
 static int64_t month_start_ms(int64_t now)
@@ -120,10 +136,11 @@ static int64_t month_start_ms(int64_t now)
     return (int64_t)timegm(&tm) * 1000;
 }
 
+/* Drops one reference (the cache's, or a waiting request's). */
 static void principal_free(void *p)
 {
     struct principal *pr = p;
-    if (!pr)
+    if (!pr || --pr->refs > 0)
         return;
     json_decref(pr->models);
     provider_conn_clear(&pr->own);
@@ -234,6 +251,18 @@ struct gw_req {
     struct evbuffer *out;
     struct sse_parser *sse;
     int64_t ttfb_us;
+    /* shared admission */
+    struct gw_ticket *ticket;  /* waiting for Redis; NULL otherwise */
+    bool p_held;               /* holds a reference to p (principal_free in gr_free) */
+    bool sh;                   /* the x-ratelimit-* figures below come from Redis */
+    double sh_rate[4], sh_level[4]; /* user req, user tok, token req, token tok */
+};
+
+/* The argument of an admission script: a request can be freed (shutdown)
+ * before Redis answers, so the callback finds it through this, g == NULL
+ * meaning "forget it". */
+struct gw_ticket {
+    struct gw_req *g;
 };
 
 static void gr_free(struct gw_req *g)
@@ -269,6 +298,10 @@ static void gr_free(struct gw_req *g)
         evbuffer_free(g->out);
     sse_parser_free(g->sse);
     free(g->s_model);
+    if (g->ticket)
+        g->ticket->g = NULL;
+    if (g->p_held)
+        principal_free(g->p);
     free(g);
 }
 
@@ -299,11 +332,46 @@ static void detach_close(struct gw_req *g)
     }
 }
 
+/* The x-ratelimit-* figures of one limit from the level of its bucket. */
+static void put_limit(struct evkeyvalq *h, const char *limit, const char *remaining,
+                      const char *reset, double per_min, double level)
+{
+    char v[64];
+    snprintf(v, sizeof v, "%.0f", per_min);
+    evhttp_add_header(h, limit, v);
+    snprintf(v, sizeof v, "%.0f", level < 0 ? 0 : floor(level));
+    evhttp_add_header(h, remaining, v);
+    double missing = per_min - level;
+    snprintf(v, sizeof v, "%.3fs", missing <= 0 ? 0 : missing * 60.0 / per_min);
+    evhttp_add_header(h, reset, v);
+}
+
+/* The same from what the admission script answered (shared mode): the
+ * tighter of the user's and the token's limit, as below. */
+static void add_shared_ratelimit_headers(struct gw_req *g, struct evkeyvalq *h)
+{
+    for (int k = 0; k < 2; k++) { /* 0 requests, 1 tokens */
+        int i = k; /* the user's */
+        if (g->sh_rate[2 + k] > 0 && (g->sh_rate[k] <= 0 || g->sh_rate[2 + k] < g->sh_rate[k]))
+            i = 2 + k;
+        if (g->sh_rate[i] <= 0)
+            continue;
+        if (k == 0)
+            put_limit(h, "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                      "x-ratelimit-reset-requests", g->sh_rate[i], g->sh_level[i]);
+        else
+            put_limit(h, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                      "x-ratelimit-reset-tokens", g->sh_rate[i], g->sh_level[i]);
+    }
+}
+
 /* Ratelimit headers describing the tightest applicable limits. */
 static void add_ratelimit_headers(struct gw_req *g, struct evkeyvalq *h)
 {
     if (!g->user_id[0])
         return;
+    if (g->sh)
+        return add_shared_ratelimit_headers(g, h);
     struct user_state *u = user_state(g->gw, g->user_id);
     struct token_state *t = g->token_id[0] ? strmap_get(g->gw->tokens, g->token_id) : NULL;
     int64_t now = mono_us();
@@ -379,6 +447,195 @@ static void reply_error(struct gw_req *g, int status, const char *type, const ch
     g->started = true;
     g->finished = true;
     record_and_free(g, status);
+}
+
+/* ---- shared limits (Redis) ------------------------------------------------------- */
+
+/* A principal's buckets are one hash, coai:gw:u:<hash> (user) or
+ * coai:gw:t:<hash> (token), with fields r/rt (requests: level, ms of its
+ * last update) and k/kt (tokens), refilled continuously as bucket.c does,
+ * on Redis server time (instance clocks do not matter). A key expires once
+ * its buckets would be full again. A user's spend this month is the hash
+ * coai:gw:spend:<user hash>:<YYYYMM> {s: tokens, c: micro-dollars}, which
+ * expires after SPEND_TTL_S. The hashes are HKDF(secret, "u:<id>") as
+ * ratelimit.c names its keys (the same secret), so keys carry no ids. */
+#define SPEND_TTL_S (40 * 86400)
+
+/* Helpers of both scripts: now (ms), fill(level, last, rate) -> the level
+ * refilled up to now (full when unknown), keep(key, ms) -> a key lives at
+ * least ms more, full_ms(level, rate) -> ms until a bucket is full. */
+#define LUA_PRELUDE                                                                         \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"                     \
+    "local t = redis.call('TIME')\n"                                                        \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"               \
+    "local function fill(l, last, r)\n"                                                     \
+    "  if r <= 0 then return 0 end\n"                                                       \
+    "  l, last = tonumber(l), tonumber(last)\n"                                             \
+    "  if l == nil or last == nil then return r end\n"                                      \
+    "  if now > last then l = l + (now - last) * r / 60000 end\n"                           \
+    "  if l > r then l = r end\n"                                                           \
+    "  return l\n"                                                                          \
+    "end\n"                                                                                 \
+    "local function full_ms(l, r)\n"                                                        \
+    "  if r <= 0 or l >= r then return 0 end\n"                                             \
+    "  return math.ceil((r - l) * 60000 / r)\n"                                             \
+    "end\n"                                                                                 \
+    "local function keep(key, ms)\n"                                                        \
+    "  ms = ms + 1000\n"                                                                    \
+    "  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end\n"           \
+    "end\n"
+
+/* Admission. KEYS user bucket, token bucket (the user's again when there is
+ * no token: its rates are then 0 and it is not touched), spend. ARGV user
+ * rpm, user tpm, token rpm, token tpm (<= 0 unlimited), budget tokens,
+ * budget micro-dollars (< 0 unlimited), this instance's spend of the month
+ * (tokens, micro-dollars: seeds a missing counter, and raises one that is
+ * lower, e.g. after increments lost during an outage), spend TTL (s).
+ * Refuses without changing anything when the budget is spent or either
+ * bucket is empty; else takes one request from both. Returns {code, wait
+ * ms, levels x1000 of user req, user tok, token req, token tok, spent
+ * tokens, spent micro-dollars}; code 0 ok, 1 user rpm, 2 token rpm, 3 tpm,
+ * 4 token budget, 5 money budget. */
+static const char admit_lua[] =
+    LUA_PRELUDE
+    "local rate = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}\n"
+    "local btok, bcost = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local seedt, seedc = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local sp = redis.call('HMGET', KEYS[3], 's', 'c')\n"
+    "local st, sc = tonumber(sp[1]), tonumber(sp[2])\n"
+    "if st == nil or sc == nil then\n"
+    "  st, sc = seedt, seedc\n"
+    "  redis.call('HSET', KEYS[3], 's', ARGV[7], 'c', ARGV[8])\n"
+    "  redis.call('EXPIRE', KEYS[3], ARGV[9])\n"
+    "else\n"
+    "  if seedt > st then st = seedt; redis.call('HSET', KEYS[3], 's', ARGV[7]) end\n"
+    "  if seedc > sc then sc = seedc; redis.call('HSET', KEYS[3], 'c', ARGV[8]) end\n"
+    "end\n"
+    "local lv = {0, 0, 0, 0}\n"
+    "local function load(key, i)\n"
+    "  if rate[i] <= 0 and rate[i + 1] <= 0 then return end\n"
+    "  local v = redis.call('HMGET', key, 'r', 'rt', 'k', 'kt')\n"
+    "  lv[i] = fill(v[1], v[2], rate[i])\n"
+    "  lv[i + 1] = fill(v[3], v[4], rate[i + 1])\n"
+    "end\n"
+    "load(KEYS[1], 1)\n"
+    "load(KEYS[2], 3)\n"
+    "local function out(code, wait)\n"
+    "  return {code, math.ceil(wait), math.floor(lv[1] * 1000), math.floor(lv[2] * 1000),\n"
+    "          math.floor(lv[3] * 1000), math.floor(lv[4] * 1000), st, sc}\n"
+    "end\n"
+    "if btok >= 0 and st >= btok then return out(4, 0) end\n"
+    "if bcost >= 0 and sc >= bcost then return out(5, 0) end\n"
+    "if rate[1] > 0 and lv[1] < 1 then return out(1, (1 - lv[1]) * 60000 / rate[1]) end\n"
+    "if rate[3] > 0 and lv[3] < 1 then return out(2, (1 - lv[3]) * 60000 / rate[3]) end\n"
+    "if rate[2] > 0 and lv[2] <= 0 then return out(3, (1e-9 - lv[2]) * 60000 / rate[2]) end\n"
+    "if rate[4] > 0 and lv[4] <= 0 then return out(3, (1e-9 - lv[4]) * 60000 / rate[4]) end\n"
+    "local function store(key, i)\n"
+    "  local a = {}\n"
+    "  if rate[i] > 0 then\n"
+    "    lv[i] = lv[i] - 1\n"
+    "    a = {'r', tostring(lv[i]), 'rt', tostring(now)}\n"
+    "  end\n"
+    "  if rate[i + 1] > 0 then\n"
+    "    a[#a + 1] = 'k'; a[#a + 1] = tostring(lv[i + 1])\n"
+    "    a[#a + 1] = 'kt'; a[#a + 1] = tostring(now)\n"
+    "  end\n"
+    "  if #a == 0 then return end\n"
+    "  redis.call('HSET', key, unpack(a))\n"
+    "  keep(key, math.max(full_ms(lv[i], rate[i]), full_ms(lv[i + 1], rate[i + 1])))\n"
+    "end\n"
+    "store(KEYS[1], 1)\n"
+    "store(KEYS[2], 3)\n"
+    "return out(0, 0)\n";
+
+/* Charge after an answer. KEYS as admit_lua. ARGV user tpm, token tpm,
+ * tokens, micro-dollars, this instance's spend of the month including them
+ * (seeds or raises the counter as above), spend TTL (s). Returns 1. */
+static const char charge_lua[] =
+    LUA_PRELUDE
+    "local n = tonumber(ARGV[3])\n"
+    "local function charge(key, r)\n"
+    "  if r <= 0 or n <= 0 then return end\n"
+    "  local v = redis.call('HMGET', key, 'k', 'kt')\n"
+    "  local l = fill(v[1], v[2], r) - n\n"
+    "  redis.call('HSET', key, 'k', tostring(l), 'kt', tostring(now))\n"
+    "  keep(key, full_ms(l, r))\n"
+    "end\n"
+    "charge(KEYS[1], tonumber(ARGV[1]))\n"
+    "charge(KEYS[2], tonumber(ARGV[2]))\n"
+    "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
+    "  redis.call('HSET', KEYS[3], 's', ARGV[5], 'c', ARGV[6])\n"
+    "  redis.call('EXPIRE', KEYS[3], ARGV[7])\n"
+    "else\n"
+    "  local st = redis.call('HINCRBY', KEYS[3], 's', ARGV[3])\n"
+    "  local sc = redis.call('HINCRBY', KEYS[3], 'c', ARGV[4])\n"
+    "  if tonumber(ARGV[5]) > st then redis.call('HSET', KEYS[3], 's', ARGV[5]) end\n"
+    "  if tonumber(ARGV[6]) > sc then redis.call('HSET', KEYS[3], 'c', ARGV[6]) end\n"
+    "end\n"
+    "return 1\n";
+
+/* out (33 bytes) = hex of 128 bits of HKDF(secret, "<kind>:<id>"), computed
+ * once per state. false when it cannot be (then the request stays local). */
+static bool shared_hash(struct gateway *gw, char kind, const char *id, char out[33])
+{
+    if (out[0])
+        return true;
+    char info[STORE_ID_LEN + 8];
+    unsigned char h[32];
+    snprintf(info, sizeof info, "%c:%s", kind, id);
+    if (crypto_hkdf(gw->key_secret, sizeof gw->key_secret, info, h) != 0 ||
+        crypto_hex_encode(h, 16, out, 33) != 0) {
+        out[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+struct shared_keys {
+    char user[64], token[64], spend[80];
+};
+
+/* The three keys of a request; false when a hash cannot be made. */
+static bool shared_keys(struct gateway *gw, struct user_state *u, const char *user_id,
+                        struct token_state *t, const char *token_id, int64_t at_ms,
+                        struct shared_keys *k)
+{
+    if (!shared_hash(gw, 'u', user_id, u->rkey) ||
+        (t && !shared_hash(gw, 't', token_id, t->rkey)))
+        return false;
+    time_t secs = (time_t)(at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(k->user, sizeof k->user, "coai:gw:u:%s", u->rkey);
+    if (t)
+        snprintf(k->token, sizeof k->token, "coai:gw:t:%s", t->rkey);
+    else
+        memcpy(k->token, k->user, sizeof k->token);
+    snprintf(k->spend, sizeof k->spend, "coai:gw:spend:%s:%04d%02d", u->rkey, tm.tm_year + 1900,
+             tm.tm_mon + 1);
+    return true;
+}
+
+/* Tokens and spend of one answer onto the shared counters (fire and forget:
+ * lost while Redis is down; the next admission raises the spend again to
+ * what this instance counted). */
+static void shared_charge(struct gateway *gw, struct user_state *us, const char *user_id,
+                          struct token_state *t, const char *token_id, int64_t tokens,
+                          int64_t cost, int64_t at_ms)
+{
+    struct shared_keys k;
+    if ((tokens <= 0 && cost <= 0) || !shared_keys(gw, us, user_id, t, token_id, at_ms, &k))
+        return;
+    char a[7][24];
+    snprintf(a[0], sizeof a[0], "%lld", (long long)us->tpm);
+    snprintf(a[1], sizeof a[1], "%.0f", t ? t->tok.per_min : 0.0);
+    snprintf(a[2], sizeof a[2], "%lld", (long long)(tokens > 0 ? tokens : 0));
+    snprintf(a[3], sizeof a[3], "%lld", (long long)(cost > 0 ? cost : 0));
+    snprintf(a[4], sizeof a[4], "%lld", (long long)us->month_tokens);
+    snprintf(a[5], sizeof a[5], "%lld", (long long)us->month_cost);
+    snprintf(a[6], sizeof a[6], "%d", SPEND_TTL_S);
+    const char *argv[] = {k.user, k.token, k.spend, a[0], a[1], a[2], a[3], a[4], a[5], a[6]};
+    (void)redis_eval_sha(gw->redis, gw->charge_lua, 3, 10, argv, NULL, NULL, NULL);
 }
 
 /* ---- usage ------------------------------------------------------------------------ */
@@ -468,11 +725,12 @@ void gateway_record(struct app *app, const struct store_usage *u)
         us->month_cost += u->cost_micros;
         bucket_charge(&us->tok, (double)total, now);
     }
-    if (u->token_id[0]) {
-        struct token_state *t = strmap_get(gw->tokens, u->token_id);
-        if (t)
-            bucket_charge(&t->tok, (double)total, now);
-    }
+    struct token_state *t = u->token_id[0] ? strmap_get(gw->tokens, u->token_id) : NULL;
+    if (t)
+        bucket_charge(&t->tok, (double)total, now);
+    if (gw->redis && u->user_id[0])
+        shared_charge(gw, user_state(gw, u->user_id), u->user_id, t, u->token_id, total,
+                      u->cost_micros, row.created_at);
     if (u->key_id[0])
         gateway_pool_report(app, u->key_id, u->status < 400 ? u->status : 0, -1, total);
     pthread_mutex_lock(&gw->usage_mu);
@@ -1086,6 +1344,10 @@ static void start_upstream(struct gw_req *g)
 
 /* ---- admission ---------------------------------------------------------------------- */
 
+static void admit_local(struct gw_req *g, struct user_state *u);
+static int admit_shared(struct gw_req *g, struct user_state *u);
+static void admit_shared_reply(void *arg, const redisReply *rep);
+
 static void admit(struct gw_req *g)
 {
     struct principal *p = g->p;
@@ -1135,6 +1397,14 @@ static void admit(struct gw_req *g)
         u->month_start = ms;
         u->month_tokens = u->month_cost = 0;
     }
+    if (g->gw->redis && admit_shared(g, u) == 0)
+        return; /* continues in admit_shared_reply */
+    admit_local(g, u);
+}
+
+/* Budget and rate limits from this instance's own counters and buckets. */
+static void admit_local(struct gw_req *g, struct user_state *u)
+{
     if (u->budget_tokens >= 0 && u->month_tokens >= u->budget_tokens)
         return reply_error(g, 429, "insufficient_quota", "budget_exceeded", -1, true,
                            "the monthly token budget of this account (%lld tokens) is spent",
@@ -1168,6 +1438,148 @@ static void admit(struct gw_req *g)
     start_upstream(g);
 }
 
+/* Shared mode: ask Redis (admit_lua); the request goes on in
+ * admit_shared_reply. -1 (nothing sent) when nothing is limited or budgeted
+ * for this request, or Redis cannot take the command: admit locally. */
+static int admit_shared(struct gw_req *g, struct user_state *u)
+{
+    struct gateway *gw = g->gw;
+    struct token_state *t = token_state(gw, g->token_id, g->token_rpm, g->token_tpm);
+    bool has_t = t->req.per_min > 0 || t->tok.per_min > 0;
+    if (u->rpm <= 0 && u->tpm <= 0 && !has_t && u->budget_tokens < 0 && u->budget_cost < 0)
+        return -1;
+    struct shared_keys k;
+    if (!shared_keys(gw, u, g->user_id, has_t ? t : NULL, g->token_id, now_ms(), &k))
+        return -1;
+    char a[9][24];
+    snprintf(a[0], sizeof a[0], "%lld", (long long)u->rpm);
+    snprintf(a[1], sizeof a[1], "%lld", (long long)u->tpm);
+    snprintf(a[2], sizeof a[2], "%.0f", has_t ? t->req.per_min : 0.0);
+    snprintf(a[3], sizeof a[3], "%.0f", has_t ? t->tok.per_min : 0.0);
+    snprintf(a[4], sizeof a[4], "%lld", (long long)u->budget_tokens);
+    snprintf(a[5], sizeof a[5], "%lld", (long long)u->budget_cost);
+    snprintf(a[6], sizeof a[6], "%lld", (long long)u->month_tokens);
+    snprintf(a[7], sizeof a[7], "%lld", (long long)u->month_cost);
+    snprintf(a[8], sizeof a[8], "%d", SPEND_TTL_S);
+    const char *argv[] = {k.user, k.token, k.spend, a[0], a[1], a[2],
+                          a[3],   a[4],    a[5],    a[6], a[7], a[8]};
+    struct gw_ticket *tk = xcalloc(1, sizeof *tk);
+    tk->g = g;
+    if (redis_eval_sha(gw->redis, gw->admit_lua, 3, 12, argv, NULL, admit_shared_reply, tk) != 0) {
+        free(tk);
+        return -1;
+    }
+    g->ticket = tk;
+    /* The principal (g->p) must outlive the wait: a reload or an
+     * invalidation may drop it from the cache meanwhile. */
+    if (g->p && !g->p_held) {
+        g->p->refs++;
+        g->p_held = true;
+    }
+    g->sh_rate[0] = (double)u->rpm;
+    g->sh_rate[1] = (double)u->tpm;
+    g->sh_rate[2] = has_t ? t->req.per_min : 0;
+    g->sh_rate[3] = has_t ? t->tok.per_min : 0;
+    return 0;
+}
+
+/* One warning per outage (redis.c logs the connection's own), one line
+ * when shared admission works again. */
+static void shared_fallback(struct gateway *gw, const redisReply *rep)
+{
+    if (gw->shared_down)
+        return;
+    gw->shared_down = true;
+    log_warn("gateway limits fall back to this instance's own buckets and budgets until redis "
+             "answers again",
+             "detail",
+             !rep                             ? "no reply"
+             : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                              : "unexpected reply",
+             NULL);
+}
+
+static bool admit_reply_parse(const redisReply *rep, long long v[8])
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 8)
+        return false;
+    for (size_t i = 0; i < 8; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            return false;
+        v[i] = rep->element[i]->integer;
+    }
+    return v[0] >= 0 && v[0] <= 5;
+}
+
+static void admit_shared_reply(void *arg, const redisReply *rep)
+{
+    struct gw_ticket *tk = arg;
+    struct gw_req *g = tk->g;
+    free(tk);
+    if (!g)
+        return; /* the request was ended meanwhile (shutdown) */
+    g->ticket = NULL;
+    struct gateway *gw = g->gw;
+    if (g->app->shutting_down)
+        return reply_error(g, 503, "server_error", "shutting_down", 1, false,
+                           "the server is shutting down");
+    struct user_state *u = user_state(gw, g->user_id);
+    long long v[8];
+    if (!admit_reply_parse(rep, v)) {
+        shared_fallback(gw, rep);
+        return admit_local(g, u);
+    }
+    if (gw->shared_down) {
+        gw->shared_down = false;
+        log_info("gateway limits are shared through redis again", NULL);
+    }
+    g->sh = true;
+    for (int i = 0; i < 4; i++)
+        g->sh_level[i] = (double)v[2 + i] / 1000.0;
+    if (u->month_start == month_start_ms(now_ms())) { /* what the others spent, for an outage */
+        if (v[6] > u->month_tokens)
+            u->month_tokens = v[6];
+        if (v[7] > u->month_cost)
+            u->month_cost = v[7];
+    }
+    double wait = (double)v[1] / 1000.0;
+    long ra = (long)((v[1] + 999) / 1000);
+    if (ra < 1)
+        ra = 1;
+    switch (v[0]) {
+    case 1:
+        return reply_error(g, 429, "requests", "rate_limit_exceeded", ra, false,
+                           "Rate limit reached for requests (per user: %lld per minute). "
+                           "Try again in %.1fs.",
+                           (long long)g->sh_rate[0], wait);
+    case 2:
+        return reply_error(g, 429, "requests", "rate_limit_exceeded", ra, false,
+                           "Rate limit reached for requests (per token: %lld per minute). "
+                           "Try again in %.1fs.",
+                           (long long)g->sh_rate[2], wait);
+    case 3:
+        return reply_error(g, 429, "tokens", "rate_limit_exceeded", ra, false,
+                           "Rate limit reached for tokens per minute. Try again in %.1fs.", wait);
+    case 4:
+        return reply_error(g, 429, "insufficient_quota", "budget_exceeded", -1, true,
+                           "the monthly token budget of this account (%lld tokens) is spent",
+                           (long long)u->budget_tokens);
+    case 5:
+        return reply_error(g, 429, "insufficient_quota", "budget_exceeded", -1, true,
+                           "the monthly spending budget of this account ($%.2f) is spent",
+                           (double)u->budget_cost / 1e6);
+    default:
+        break;
+    }
+    /* Admitted: this instance's buckets count it too, for an outage. */
+    int64_t now = mono_us();
+    bucket_charge(&u->req, 1, now);
+    struct token_state *t = strmap_get(gw->tokens, g->token_id);
+    if (t)
+        bucket_charge(&t->req, 1, now);
+    start_upstream(g);
+}
+
 /* ---- principal loading (worker) ----------------------------------------------------- */
 
 struct load_job {
@@ -1186,6 +1598,7 @@ static void load_work(void *arg, void *ctx)
     struct store *st = ctx;
     struct app *app = j->g->app;
     struct principal *p = xcalloc(1, sizeof *p);
+    p->refs = 1; /* the cache's */
     j->p = p;
     memcpy(p->token_hash, j->g->token_hash, sizeof p->token_hash);
     p->loaded_ms = now_ms();
@@ -1602,6 +2015,13 @@ void gateway_shutdown(struct app *app)
     struct gw_req *g = gw->active, *next;
     for (; g; g = next) {
         next = g->next;
+        if (g->ticket) { /* waiting for Redis: answered now, the reply is ignored */
+            g->ticket->g = NULL;
+            g->ticket = NULL;
+            reply_error(g, 503, "server_error", "shutting_down", 1, false,
+                        "the server is shutting down");
+            continue;
+        }
         if (!g->easy)
             continue; /* waiting for a worker: it finishes during the drain */
         curlev_remove(app->curl, g->easy);
@@ -1629,6 +2049,15 @@ struct gateway *gateway_new(struct app *app)
     gw->rng = (unsigned)now_ms();
     pthread_mutex_init(&gw->usage_mu, NULL);
     gw->usage_timer = evtimer_new(app->base, on_usage_timer, gw);
+    if (app->redis && crypto_hkdf(app->box_key, sizeof app->box_key, "coai/redis-keys/v1",
+                                  gw->key_secret) == 0) {
+        /* the secret main.c gives ratelimit.c: one naming scheme for coai:* keys */
+        gw->redis = app->redis;
+        gw->admit_lua = redis_script_new(app->redis, admit_lua);
+        gw->charge_lua = redis_script_new(app->redis, charge_lua);
+    } else if (app->redis) {
+        log_warn("gateway limits stay per instance (no key for redis names)", NULL);
+    }
     app->gw = gw;
     gateway_reload(app);
     return gw;
@@ -1638,6 +2067,13 @@ void gateway_free(struct gateway *gw)
 {
     if (!gw)
         return;
+    for (struct gw_req *g = gw->active, *next; g; g = next) {
+        next = g->next;
+        if (g->ticket) { /* still waiting for Redis (a failed start): its reply is ignored */
+            detach_close(g);
+            gr_free(g);
+        }
+    }
     strmap_free(gw->principals, principal_free);
     strmap_free(gw->users, free);
     strmap_free(gw->tokens, free);
@@ -1651,5 +2087,6 @@ void gateway_free(struct gateway *gw)
     pthread_mutex_destroy(&gw->usage_mu);
     if (gw->usage_timer)
         event_free(gw->usage_timer);
+    secure_wipe(gw->key_secret, sizeof gw->key_secret);
     free(gw);
 }
