@@ -34,6 +34,7 @@
 #include "llm/curlev.h"
 #include "llm/provider.h"
 #include "llm/turn.h"
+#include "store/migrate.h"
 #include "store/store.h"
 
 #define SHUTDOWN_GRACE_S 15
@@ -43,6 +44,8 @@ static void usage(FILE *f)
     fputs("usage: chatopenaii <command>\n"
           "  serve                         run the server (configured by CHATOPENAII_* variables)\n"
           "  migrate                       apply pending database migrations\n"
+          "  migrate-store --from SRC --to DST [--verify]\n"
+          "                                copy all data between SQLite and PostgreSQL\n"
           "  admin create-user --email E [--name N] [--admin] (--password P | --password-stdin)\n"
           "  admin rotate-master-key [--new-key KEY]\n"
           "                                re-encrypt every stored provider key\n"
@@ -702,6 +705,8 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     umask(077); /* the database, its WAL and the master key are private */
+    if (strcmp(cmd, "migrate-store") == 0) /* offline; needs no configuration */
+        return migrate_store_main(argc - 2, argv + 2);
     struct app app;
     memset(&app, 0, sizeof app);
     char err[512];
