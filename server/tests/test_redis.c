@@ -381,5 +381,8 @@ int main(void)
         cmocka_unit_test(test_fail_fast), cmocka_unit_test(test_script),
         cmocka_unit_test(test_pubsub),   cmocka_unit_test(test_timeout),
     };
-    return cmocka_run_group_tests(tests, start_server, stop_server);
+    int failed = cmocka_run_group_tests(tests, start_server, stop_server);
+    int total = (int)(sizeof tests / sizeof tests[0]);
+    printf("unit-redis: %d passed, %d failed\n", failed > total ? 0 : total - failed, failed);
+    return failed ? 1 : 0;
 }
