@@ -38,7 +38,7 @@ LIB="lib/common.c lib/buf.c"
 SRC_sse="$LIB llm/sse_parse.c llm/openai_stream.c"
 SRC_path="$LIB http/route.c lib/utf8.c lib/ids.c"
 SRC_keys="$LIB lib/crypto.c"
-SRC_config="$LIB lib/log.c config.c"
+SRC_config="$LIB lib/log.c lib/redis.c config.c"
 ALL=$(cd server/src && find . -name '*.c' ! -name main.c | sed 's|^\./||' | sort)
 SRC_json=$(printf '%s\n' $ALL | grep -v -e '^api/messages\.c$' -e '^api/chats\.c$' \
     -e '^api/tokens\.c$' -e '^api/accounts\.c$' -e '^api/connection\.c$' -e '^api/admin\.c$')
@@ -48,11 +48,11 @@ SRC_headers=$(printf '%s\n' $ALL | grep -v -e '^http/security\.c$')
 LIBS_sse="-ljansson"
 LIBS_path="-levent"
 LIBS_keys="-lcrypto -largon2"
-LIBS_config=""
+LIBS_config="-lhiredis -levent -lcrypto"
 # Everything the server links (the same dependencies as meson.build).
 LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson sqlite3 libpq \
-    libcrypto libargon2 2>/dev/null || echo -levent_openssl -levent -lssl -lcurl -ljansson \
-    -lsqlite3 -lpq -lcrypto -largon2) -lpthread -lm"
+    libcrypto libargon2 hiredis 2>/dev/null || echo -levent_openssl -levent -lssl -lcurl -ljansson \
+    -lsqlite3 -lpq -lcrypto -largon2 -lhiredis) -lpthread -lm"
 LIBS_json=$LIBS_all
 LIBS_upstream=$LIBS_all
 LIBS_headers=$LIBS_all
