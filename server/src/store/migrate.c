@@ -548,7 +548,7 @@ static int mig_load_pg(struct mig_db *d)
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
             for (int j = 0; j < PQntuples(r); j++)
                 mig_add_col(t, PQgetvalue(r, j, 0), PQgetvalue(r, j, 1),
-                            mig_pg_kind(PQgetvalue(r, j, 2)), atoi(PQgetvalue(r, j, 3)));
+                            mig_pg_kind(PQgetvalue(r, j, 2)), (int)strtol(PQgetvalue(r, j, 3), NULL, 10));
             PQclear(r);
             r = PQexecParams(d->pg, MIG_PG_FKS, 1, NULL, p, NULL, NULL, 0);
         }
@@ -558,7 +558,7 @@ static int mig_load_pg(struct mig_db *d)
         } else {
             for (int j = 0; j < PQntuples(r); j++)
                 mig_add_fk(t, PQgetvalue(r, j, 0), PQgetvalue(r, j, 1), PQgetvalue(r, j, 2),
-                           atoi(PQgetvalue(r, j, 3)));
+                           (int)strtol(PQgetvalue(r, j, 3), NULL, 10));
         }
         PQclear(r);
     }
@@ -1269,7 +1269,7 @@ static int mig_progress_get(struct mig_db *d, const char *table, struct mig_prog
         out->found = true;
         out->last_key = PQgetisnull(r, 0, 0) ? NULL : xstrdup(PQgetvalue(r, 0, 0));
         out->rows = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-        out->done = atoi(PQgetvalue(r, 0, 2)) != 0;
+        out->done = strtol(PQgetvalue(r, 0, 2), NULL, 10) != 0;
     }
     PQclear(r);
     return 0;
