@@ -440,6 +440,22 @@ static void metrics_reply(struct api_ctx *c);
 static void auth_limit_done(void *arg, bool ok, int retry_after_s);
 static void dispatch(struct api_ctx *c);
 
+/* Request ids correlate log lines, answers and error reports; they need to
+ * be unique and not guessable in sequence, not secret: a counter through a
+ * bijective mix keyed once from the CSPRNG (no syscall per request, unlike
+ * RAND_bytes, which also checks getpid each call). Loop thread only. */
+static void request_id(char out[17])
+{
+    static uint64_t key, n;
+    if (!key && (crypto_random(&key, sizeof key) != 0 || !key))
+        key = (uint64_t)mono_us() | 1;
+    uint64_t x = key + ++n * 0x9e3779b97f4a7c15ULL; /* splitmix64 */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    snprintf(out, 17, "%016llx", (unsigned long long)x);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct app *app = arg;
@@ -447,11 +463,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     c->app = app;
     c->req = req;
     c->start_us = mono_us();
-    unsigned char rid[8];
-    if (crypto_random(rid, sizeof rid) != 0)
-        memset(rid, 0, sizeof rid);
-    if (crypto_hex_encode(rid, sizeof rid, c->req_id, sizeof c->req_id) != 0)
-        snprintf(c->req_id, sizeof c->req_id, "0000000000000000");
+    request_id(c->req_id);
     c->query.tqh_first = NULL;
     c->query.tqh_last = &c->query.tqh_first;
     c->method = method_name(evhttp_request_get_command(req));
