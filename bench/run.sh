@@ -7,7 +7,7 @@
 set -euo pipefail
 BIN=${1:-build/server/chatopenaii}
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || bash scripts/deps.sh bench
+{ command -v wrk >/dev/null && [ -x /usr/sbin/nginx ]; } || bash scripts/deps.sh bench
 PORT=${BENCH_PORT:-18181}
 DATA=$(mktemp -d)
 URL=http://127.0.0.1:$PORT
@@ -58,6 +58,23 @@ rps() {
 }
 health=$(rps "$URL/healthz")
 chats=$(rps -H "Cookie: coai_session=$COOKIE" "$URL/api/v1/chats?limit=50")
+# The reference of the performance-budget issue: nginx (one worker, like the
+# server's one loop) serving the very same JSON bytes as a static file.
+NGPORT=$((PORT + 1))
+mkdir -p "$DATA/nginx/api/v1"
+curl -fs -b "$DATA/jar" "$URL/api/v1/chats?limit=50" >"$DATA/nginx/api/v1/chats.json"
+cat >"$DATA/nginx.conf" <<NGINX
+worker_processes 1; daemon off; master_process off; pid $DATA/nginx.pid; error_log $DATA/nginx.err warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $DATA/nb; proxy_temp_path $DATA/np;
+  server { listen 127.0.0.1:$NGPORT; root $DATA/nginx; keepalive_requests 1000000;
+    location = /api/v1/chats { default_type application/json; try_files /api/v1/chats.json =404; } } }
+NGINX
+/usr/sbin/nginx -c "$DATA/nginx.conf" -p "$DATA" >/dev/null 2>&1 &
+NGPID=$!
+until curl -fs -o /dev/null "http://127.0.0.1:$NGPORT/api/v1/chats"; do sleep 0.02; done
+static=$(rps "http://127.0.0.1:$NGPORT/api/v1/chats?limit=50")
+kill "$NGPID"; wait "$NGPID" 2>/dev/null || true
 rss_after=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 
 # A chat of 2,000 messages (one branch, ~600 characters each), written
@@ -89,5 +106,7 @@ printf 'RSS after the load runs: %d KiB\n' "$rss_after"
 printf 'GET /healthz: %s req/s (wrk -t2 -c32 -d%s)\n' "$health" "$DUR"
 printf 'GET /api/v1/chats?limit=50 (signed in, 50 chats): %s req/s\n' "$chats"
 printf 'ratio chats/healthz: %.3f\n' "$(echo "$chats/$health" | bc -l)"
+printf 'nginx serving the same %s bytes as a static file: %s req/s; ratio chats/static: %.3f (target >= 0.5)\n' \
+  "$(wc -c <"$DATA/nginx/api/v1/chats.json")" "$static" "$(echo "$chats/$static" | bc -l)"
 printf 'open a 2,000-message chat (GET /api/v1/chats/{id}/messages, %s messages, %s bytes, 1 client): p50 p99 = %s\n' \
   "$open_n" "$open_bytes" "$open_lat"
