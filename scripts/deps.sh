@@ -10,8 +10,9 @@ BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-
 # tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
 # server for the throwaway cluster of tests/pg.sh, chromium for the Playwright
 # end-to-end tests (tests/e2e; Playwright never downloads a browser), and
-# redis-server + redis-cli for the shared-limit tests (tests/api/redis.test.mjs)
-TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3 redis-server)
+# redis-server + redis-cli for the shared-limit tests (tests/api/redis.test.mjs),
+# nginx in front of two instances in tests/topology (deploy/nginx.conf)
+TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3 redis-server nginx-light)
 
 # bench: load generator and calculator
 BENCH_PKGS=(wrk bc curl nginx-light)
