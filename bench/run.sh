@@ -19,21 +19,17 @@ gcc -O2 -o "$DATA/startup" bench/startup.c
 # Start-up: exec -> first 200 from /healthz, measured by bench/startup.c
 # (fork + exec, then connect every 100 us; no client process per attempt),
 # best of 5 warm starts (the first start creates the schema).
-server_env() {
-  # rate limits off: wrk would otherwise measure 429 answers
-  env CHATOPENAII_RATE_API=0 CHATOPENAII_RATE_AUTH=0 CHATOPENAII_RATE_GENERATE=0 \
-    CHATOPENAII_LISTEN=127.0.0.1:$PORT CHATOPENAII_DATA_DIR=$DATA CHATOPENAII_LOG_LEVEL=warn \
-    CHATOPENAII_MASTER_KEY=$(printf '%064d' 7) "$@"
-}
+# rate limits off: wrk would otherwise measure 429 answers
+SERVER_ENV=(CHATOPENAII_RATE_API=0 CHATOPENAII_RATE_AUTH=0 CHATOPENAII_RATE_GENERATE=0
+  CHATOPENAII_LISTEN=127.0.0.1:$PORT CHATOPENAII_DATA_DIR=$DATA CHATOPENAII_LOG_LEVEL=warn
+  CHATOPENAII_MASTER_KEY=$(printf '%064d' 7))
 best=999999999
 for i in 1 2 3 4 5 6; do
-  us=$(server_env "$DATA/startup" "$PORT" "$BIN" serve 2>>"$DATA/server.log")
+  us=$(env "${SERVER_ENV[@]}" "$DATA/startup" "$PORT" "$BIN" serve 2>>"$DATA/server.log")
   if [ "$i" -gt 1 ] && [ "$us" -lt "$best" ]; then best=$us; fi
 done
-start_server() { # the server itself in the background (PID is its pid, not a subshell's)
-  CHATOPENAII_RATE_API=0 CHATOPENAII_RATE_AUTH=0 CHATOPENAII_RATE_GENERATE=0 \
-    CHATOPENAII_LISTEN=127.0.0.1:$PORT CHATOPENAII_DATA_DIR=$DATA CHATOPENAII_LOG_LEVEL=warn \
-    CHATOPENAII_MASTER_KEY=$(printf '%064d' 7) "$BIN" serve >/dev/null 2>>"$DATA/server.log" &
+start_server() { # env execs the server: PID is the server's own
+  env "${SERVER_ENV[@]}" "$BIN" serve >/dev/null 2>>"$DATA/server.log" &
   PID=$!
   until curl -fs "$URL/healthz" >/dev/null 2>&1; do sleep 0.002; done
 }

@@ -219,11 +219,11 @@ static void trim_work(void *arg, void *ctx)
 
 /* After a burst of requests the heap keeps its high-water pages (glibc only
  * returns the top of the main arena by itself); once two seconds pass
- * without a finished request, a worker hands the free pages back. */
+ * without a new request, a worker hands the free pages back. */
 static void on_memtrim(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
-    uint64_t n = metrics_requests_total();
+    uint64_t n = app->requests_total;
     if (n != app->memtrim_seen) {
         app->memtrim_seen = n;
         app->memtrim_due = true;

@@ -419,6 +419,23 @@ function hreq(port, p, { method = 'GET', headers = {}, json, agent = false, time
   });
 }
 
+// Stop a TLS test server: a test failure (err) is rethrown with the server's
+// last lines; otherwise it must exit 0 after SIGTERM with no sanitizer report.
+async function finishTlsServer(s, err, dirs) {
+  let stopped = null;
+  let stopErr = null;
+  try { stopped = await s.stop('SIGTERM'); } catch (x) { stopErr = x; }
+  const out = s.output();
+  if (err) {
+    err.message += `\n(server output tail:\n${out.split('\n').slice(-15).join('\n')})`;
+    throw err;
+  }
+  if (stopErr) throw stopErr;
+  assert.doesNotMatch(out, SANITIZER, `sanitizer report:\n${shortReport(out.slice(out.search(SANITIZER)))}`);
+  assert.deepEqual(stopped, { code: 0, signal: null }, 'the TLS server exits 0 after SIGTERM');
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+}
+
 function plainHttpGet(port, p = '/healthz') {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
@@ -930,19 +947,7 @@ test('TLS: HTTPS with HSTS, no plain HTTP; SIGHUP loads a new certificate for ne
     err = x;
   }
   agent.destroy();
-  let stopped = null;
-  let stopErr = null;
-  try { stopped = await s.stop('SIGTERM'); } catch (x) { stopErr = x; }
-  const out = s.output();
-  if (err) {
-    err.message += `\n(server output tail:\n${out.split('\n').slice(-15).join('\n')})`;
-    throw err;
-  }
-  if (stopErr) throw stopErr;
-  assert.doesNotMatch(out, SANITIZER, `sanitizer report:\n${shortReport(out.slice(out.search(SANITIZER)))}`);
-  assert.deepEqual(stopped, { code: 0, signal: null }, 'the TLS server exits 0 after SIGTERM');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.rmSync(dataDir, { recursive: true, force: true });
+  await finishTlsServer(s, err, [dir, dataDir]);
 }));
 
 // libevent 2.1's OpenSSL bufferevent runs its write callback deferred; evhttp
@@ -1029,19 +1034,7 @@ test('TLS: every live turn event stream and every /v1 stream arrives whole (done
   } catch (x) {
     err = x;
   }
-  let stopped = null;
-  let stopErr = null;
-  try { stopped = await s.stop('SIGTERM'); } catch (x) { stopErr = x; }
-  const out = s.output();
-  if (err) {
-    err.message += `\n(server output tail:\n${out.split('\n').slice(-15).join('\n')})`;
-    throw err;
-  }
-  if (stopErr) throw stopErr;
-  assert.doesNotMatch(out, SANITIZER, `sanitizer report:\n${shortReport(out.slice(out.search(SANITIZER)))}`);
-  assert.deepEqual(stopped, { code: 0, signal: null }, 'the TLS server exits 0 after SIGTERM');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.rmSync(dataDir, { recursive: true, force: true });
+  await finishTlsServer(s, err, [dir, dataDir]);
 }));
 
 // =====================================================================================

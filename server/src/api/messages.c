@@ -452,8 +452,7 @@ void api_messages_list(struct api_ctx *c)
 /* ---- following and stopping turns -------------------------------------------- */
 
 /* A turn's message as loaded on the worker, with its lease (which instance
- * runs it) when it has one. The message comes first: loop_data is also read
- * as a struct store_message. */
+ * runs it) when it has one. */
 struct turn_msg {
     struct store_message m;
     struct store_lease lease;
@@ -833,7 +832,8 @@ static void events_on_loop(struct api_ctx *c)
             return http_ctx_finish(c);
         }
     }
-    struct store_message *m = c->loop_data;
+    struct turn_msg *tm = c->loop_data;
+    struct store_message *m = &tm->m;
     char *path = xstrdup(c->path);
     int64_t start = c->start_us;
     char rid[17];
@@ -851,7 +851,6 @@ static void events_on_loop(struct api_ctx *c)
         json_t *d = json_pack("{s:s,s:o}", "status", m->status, "message", view_message(m));
         char *s = json_dumps(d, JSON_COMPACT);
         json_decref(d);
-        struct turn_msg *tm = c->loop_data;
         if (strcmp(m->status, "streaming") == 0 && runs_elsewhere(c->app, tm)) {
             free(s);
             follow_start(c->app, tm, conn, last);
@@ -873,7 +872,8 @@ void api_turn_events(struct api_ctx *c)
 
 static void stop_on_loop(struct api_ctx *c)
 {
-    struct store_message *m = c->loop_data;
+    struct turn_msg *tm = c->loop_data;
+    struct store_message *m = &tm->m;
     int r = turn_stop(c->app, m->id);
     if (r == 0)
         api_reply_take(c, 202, json_pack("{s:b,s:s}", "stopped", 1, "status", "stopped"));

@@ -93,18 +93,10 @@ static void esc_into(char *out, size_t cap, const char *s)
     out[n] = '\0';
 }
 
-static uint64_t g_requests;
-
-uint64_t metrics_requests_total(void)
-{
-    return g_requests;
-}
-
 /* Called for every request: keys are built on the stack (no allocation
  * unless the series is new). */
 void metrics_request(const char *route, const char *method, int status, int64_t duration_us)
 {
-    g_requests++;
     if (!g_req)
         return;
     char r[256], key[384];

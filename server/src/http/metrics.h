@@ -14,8 +14,6 @@ void metrics_cleanup(void);
  * "static", "/v1/chat/completions", ...). */
 void metrics_request(const char *route, const char *method, int status, int64_t duration_us);
 void metrics_provider_error(const char *code);
-/* Requests finished since start (every route). */
-uint64_t metrics_requests_total(void);
 void metrics_tokens(int64_t prompt, int64_t completion);
 /* Text exposition format into b. */
 void metrics_render(struct app *app, struct buf *b);
