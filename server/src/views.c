@@ -119,6 +119,31 @@ int view_message_append(struct buf *b, const struct store_message *m)
     return rc;
 }
 
+int view_chat_append(struct buf *b, const struct store_chat *c)
+{
+    int rc = put_str_or_null(b, "{\"id\":", c->id, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"title\":", c->title, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"model\":", c->model, false);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"system_prompt\":", c->system_prompt, false);
+    if (rc == 0)
+        rc = buf_append_str(b, ",\"params\":");
+    if (rc == 0)
+        rc = buf_append_str(b, (c->params && *c->params) ? c->params : "{}");
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"folder_id\":", c->folder_id, true);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"workspace_id\":", c->workspace_id, true);
+    if (rc == 0)
+        rc = put_str_or_null(b, ",\"current_leaf_id\":", c->current_leaf_id, true);
+    if (rc == 0)
+        rc = buf_printf(b, ",\"created_at\":%lld,\"updated_at\":%lld}", (long long)c->created_at,
+                        (long long)c->updated_at);
+    return rc;
+}
+
 char *view_messages_text(const char *prefix, const struct store_message *msgs, size_t n,
                          const char *suffix, size_t max)
 {

@@ -18,6 +18,10 @@ json_t *view_message(const struct store_message *m);
  * chats. -1 when b's cap is reached. */
 struct buf;
 int view_message_append(struct buf *b, const struct store_message *m);
+/* The same JSON object as view_chat, appended to b (stored params text
+ * copied as it is). For the chat list, the most frequent request. -1 when
+ * b's cap is reached. */
+int view_chat_append(struct buf *b, const struct store_chat *c);
 /* prefix, then the messages as a JSON array (view_message_append), then
  * suffix, as one new string; NULL when it would pass max bytes. */
 char *view_messages_text(const char *prefix, const struct store_message *msgs, size_t n,

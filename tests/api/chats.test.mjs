@@ -132,6 +132,7 @@ test('create chat: defaults, and with title/model/system_prompt/params', async (
     const res = await c.post('/api/v1/chats');
     assert.equal(res.status, 201, res.text);
     const ch = res.json.chat;
+    const ch0 = ch;
     assert.deepEqual(Object.keys(res.json), ['chat']);
     assert.match(ch.id, UUID);
     assert.equal(ch.title, null);
@@ -163,6 +164,16 @@ test('create chat: defaults, and with title/model/system_prompt/params', async (
     assert.equal(got.status, 200);
     assert.deepEqual(got.json.chat, full);
     assert.deepEqual(got.json.messages, []);
+    // The list writes its JSON straight from the rows (no tree): every chat
+    // there is the same object as its own GET, escapes and params included.
+    const odd = await createChat(c, { title: 'quote " backslash \\ tab\t é 🙂', system_prompt: 'a\u0001b\r\n"c"', params: { seed: 7 } });
+    const listed = await c.get('/api/v1/chats?limit=200');
+    assert.equal(listed.status, 200);
+    for (const ch of [full, odd, ch0]) {
+      const one = await c.get(`/api/v1/chats/${ch.id}`);
+      assert.deepEqual(listed.json.data.find((x) => x.id === ch.id), one.json.chat);
+    }
+    assert.equal(listed.json.data.find((x) => x.id === odd.id).system_prompt, 'a\u0001b\r\n"c"');
 
     // Boundaries that are allowed: a 200-byte title, "" meaning no title.
     const t200 = await createChat(c, { title: 'x'.repeat(200) });
