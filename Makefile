@@ -62,7 +62,7 @@ bench-scale: build
 # a 2,000-message chat opened in headless chromium (Playwright from tests/e2e)
 bench-open: build web
 	@cd tests/e2e && if [ ! -d node_modules ]; then PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; fi
-	@node bench/chat_open_browser.mjs $(BIN)
+	@node bench/web/open.mjs $(BIN)
 
 # line coverage of the C server and the web app, each at least 80%
 coverage: deps-test

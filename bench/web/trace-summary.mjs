@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// bench/web/trace-summary.mjs TRACE.json [END_MS] - where the time of a page
+// load goes, from a Chrome trace written by `TRACE=file node bench/web/open.mjs`:
+//   * the renderer main thread's tasks of 2 ms or more, in time order (ms
+//     from navigation start), each with its biggest inner events (script
+//     compile and evaluation, function calls, style, layout, paint);
+//   * the JavaScript functions with the most self time (V8 CPU profiler
+//     samples), up to END_MS (default: the whole trace).
+import fs from 'node:fs';
+
+const file = process.argv[2];
+if (!file) {
+  console.error('usage: trace-summary.mjs TRACE.json [END_MS]');
+  process.exit(2);
+}
+const endMs = Number(process.argv[3] ?? Infinity);
+const raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+if (raw.nodes && raw.samples) {
+  cpuProfile(raw);
+  process.exit(0);
+}
+
+/** A .cpuprofile (Profiler.stop): self and total time per function. */
+function cpuProfile(p) {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const key = (n) => {
+    const cf = n.callFrame;
+    return `${cf.functionName || '(anonymous)'} ${cf.url ? cf.url.replace(/^https?:\/\/[^/]+/, '') : ''}:${cf.lineNumber + 1}`;
+  };
+  const self = new Map();
+  const total = new Map();
+  let t = p.startTime;
+  const start = p.startTime;
+  for (let i = 0; i < p.samples.length; i++) {
+    t += p.timeDeltas[i];
+    if ((t - start) / 1000 > endMs) break;
+    const d = (p.timeDeltas[i + 1] ?? 0) / 1000;
+    if (d <= 0) continue;
+    let n = byId.get(p.samples[i]);
+    const k = key(n);
+    self.set(k, (self.get(k) ?? 0) + d);
+    const seen = new Set();
+    while (n) {
+      const kk = key(n);
+      if (!seen.has(kk)) {
+        seen.add(kk);
+        total.set(kk, (total.get(kk) ?? 0) + d);
+      }
+      n = byId.get(parent.get(n.id));
+    }
+  }
+  const show = (title, m, count) => {
+    console.log(title);
+    for (const [k, v] of [...m].filter(([k]) => !k.startsWith('(idle)') && !k.startsWith('(root)')).sort((a, b) => b[1] - a[1]).slice(0, count)) console.log(`  ${v.toFixed(1).padStart(7)}  ${k}`);
+  };
+  show('self time (ms):', self, 35);
+  show('total time (ms):', total, 45);
+}
+const ev = Array.isArray(raw) ? raw : raw.traceEvents;
+
+// The page's renderer: the CrRendererMain thread with the navigationStart mark
+// of the last navigation (about:blank pages have their own renderers).
+const names = new Map();
+for (const e of ev) if (e.name === 'thread_name') names.set(`${e.pid}:${e.tid}`, e.args.name);
+const navs = ev.filter((e) => e.name === 'navigationStart' && names.get(`${e.pid}:${e.tid}`) === 'CrRendererMain' && e.args?.data?.documentLoaderURL?.startsWith('http'));
+if (navs.length === 0) throw new Error('no navigationStart of an http document in the trace');
+const nav = navs[navs.length - 1];
+const t0 = nav.ts;
+const main = (e) => e.pid === nav.pid && e.tid === nav.tid;
+const ms = (ts) => (ts - t0) / 1000;
+
+// ---- tasks ------------------------------------------------------------------------
+const complete = ev.filter((e) => main(e) && e.ph === 'X' && e.ts >= t0 && ms(e.ts) <= endMs).sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+const tasks = [];
+for (const e of complete) {
+  if (e.name !== 'RunTask' && e.name !== 'ThreadControllerImpl::RunTask') continue;
+  const prev = tasks[tasks.length - 1];
+  if (prev && e.ts < prev.ts + prev.dur) continue; // nested in the previous task
+  tasks.push(e);
+}
+const INNER = new Set(['EvaluateScript', 'v8.compile', 'v8.compileModule', 'v8.evaluateModule', 'FunctionCall', 'ParseHTML', 'UpdateLayoutTree',
+  'Layout', 'Paint', 'PrePaint', 'Layerize', 'TimerFire', 'FireAnimationFrame', 'EventDispatch', 'ResourceReceivedData', 'ResourceFinish',
+  'V8.GC_SCAVENGER', 'MajorGC', 'MinorGC', 'v8.run', 'ParseAuthorStyleSheet', 'HitTest', 'RunMicrotasks', 'v8.parseOnBackground', 'XHRLoad', 'IntersectionObserverController::computeIntersections', 'ResizeObserverController::deliverObservations']);
+console.log('renderer main thread tasks >= 2 ms (ms from navigation start):');
+let busy = 0;
+for (const t of tasks) {
+  const d = t.dur / 1000;
+  busy += d;
+  if (d < 2) continue;
+  const inner = complete.filter((e) => e !== t && e.ts >= t.ts && e.ts + e.dur <= t.ts + t.dur && INNER.has(e.name) && e.dur >= 1000);
+  const desc = inner.slice(0, 8).map((e) => {
+    const a = e.args?.data ?? {};
+    const what = a.url ? ` ${a.url.replace(/^https?:\/\/[^/]+/, '')}` : a.functionName ? ` ${a.functionName}` : a.type ? ` ${a.type}` : '';
+    return `${e.name}${what} ${(e.dur / 1000).toFixed(1)}`;
+  });
+  console.log(`  ${ms(t.ts).toFixed(0).padStart(5)} +${d.toFixed(1).padStart(5)}  ${desc.join(' | ')}`);
+}
+console.log(`  main thread busy in tasks: ${busy.toFixed(0)} ms`);
+
+// ---- marks, paints -------------------------------------------------------------------
+const marks = ev.filter((e) => main(e) && (e.cat?.includes('user_timing') || e.name === 'firstContentfulPaint' || e.name === 'firstPaint') && e.ts >= t0 && e.ph !== 'X');
+for (const m of marks) if (ms(m.ts) <= endMs) console.log(`  mark ${m.name} at ${ms(m.ts).toFixed(0)}`);
+
+// ---- CPU profile --------------------------------------------------------------------
+const nodes = new Map();
+const self = new Map();
+let lastTs = null;
+for (const e of ev) {
+  if (e.pid !== nav.pid || (e.name !== 'Profile' && e.name !== 'ProfileChunk')) continue;
+  if (e.name === 'Profile') { lastTs = e.args.data.startTime; continue; }
+  const d = e.args.data;
+  for (const n of d.cpuProfile?.nodes ?? []) nodes.set(n.id, n);
+  const samples = d.cpuProfile?.samples ?? [];
+  const deltas = d.timeDeltas ?? [];
+  for (let i = 0; i < samples.length; i++) {
+    lastTs += deltas[i] ?? 0;
+    if (lastTs < t0 || ms(lastTs) > endMs) continue;
+    const n = nodes.get(samples[i]);
+    if (!n) continue;
+    const cf = n.callFrame;
+    const key = `${cf.functionName || '(anonymous)'} ${cf.url ? cf.url.replace(/^https?:\/\/[^/]+/, '') : ''}:${cf.lineNumber ?? ''}:${cf.columnNumber ?? ''}`;
+    self.set(key, (self.get(key) ?? 0) + (deltas[i + 1] ?? deltas[i] ?? 0) / 1000);
+  }
+}
+const top = [...self].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 30);
+if (top.length) {
+  console.log('JS self time (CPU profiler samples, ms):');
+  for (const [k, v] of top) console.log(`  ${v.toFixed(1).padStart(7)}  ${k}`);
+}
