@@ -398,6 +398,7 @@ static int cmd_serve(struct app *app)
         secure_wipe(rk, sizeof rk);
     }
     metrics_init();
+    metrics_loop_lag_start(app->base);
     if (seed_prices(cfg) != 0) {
         serve_teardown(app);
         return 1;
