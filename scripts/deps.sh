@@ -15,7 +15,7 @@ BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-
 TEST_PKGS=(libcmocka-dev curl postgresql chromium sqlite3 redis-server nginx-light)
 
 # bench: load generator and calculator
-BENCH_PKGS=(wrk bc curl nginx-light)
+BENCH_PKGS=(wrk bc curl nginx-light sqlite3)
 
 want=("${BUILD_PKGS[@]}")
 # coverage: lcov (C), fuzzing: clang with libFuzzer
