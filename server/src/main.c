@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -28,6 +27,7 @@
 #include "lib/ratelimit.h"
 #include "lib/crypto.h"
 #include "lib/ids.h"
+#include "lib/lazy.h"
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/redis.h"
@@ -233,6 +233,16 @@ static void on_memtrim(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* libcurl is loaded when the first provider request is made (lib/lazy.h),
+ * not at start; its multi handle on the loop is made then, by the
+ * curl_easy_init of that request (on the loop thread, before the transfer
+ * is added to app->curl). */
+static void curl_first_use(void *arg)
+{
+    struct app *app = arg;
+    app->curl = curlev_new(app->base);
+}
+
 /* A fresh install gets list prices (USD per 1M tokens: input, cached input,
  * output) for common models; admins edit them through the API. */
 static int seed_prices(struct config *cfg)
@@ -380,13 +390,19 @@ static int cmd_serve(struct app *app)
 
     app->started_ms = now_ms();
     app->base = event_base_new();
-    app->curl = curlev_new(app->base);
+    lazy_curl_on_first_use(curl_first_use, app); /* app->curl: on the first provider request */
     app->turns = turns_new(app);
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
     app->rl = ratelimit_new();
     if (cfg->redis_url) { /* shared limits and fan-out; connects in the background */
         unsigned char rk[32];
+        char lerr[320];
+        if (lazy_load(LAZY_REDIS, lerr, sizeof lerr) != 0) { /* hiredis: loaded only now */
+            fprintf(stderr, "chatopenaii: CHATOPENAII_REDIS_URL: %s\n", lerr);
+            serve_teardown(app);
+            return 1;
+        }
         app->redis = redis_new(app->base, cfg->redis_url);
         rc = crypto_hkdf(app->box_key, sizeof app->box_key, "coai/redis-keys/v1", rk);
         if (!app->redis || rc != 0 || ratelimit_use_redis(app->rl, app->redis, cfg->redis_url, rk)) {
@@ -723,7 +739,6 @@ int main(int argc, char **argv)
         config_cleanup(&app.cfg);
         return 2;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
     if (strcmp(cmd, "serve") == 0) {
         rc = cmd_serve(&app);
@@ -742,7 +757,7 @@ int main(int argc, char **argv)
         usage(stderr);
         rc = 2;
     }
-    curl_global_cleanup();
+    lazy_cleanup(); /* curl_global_cleanup, if a provider request loaded libcurl */
     config_cleanup(&app.cfg);
     return rc;
 }

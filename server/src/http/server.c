@@ -18,6 +18,7 @@
 #include "../lib/buf.h"
 #include "../lib/crypto.h"
 #include "../lib/caps.h"
+#include "../lib/lazy.h"
 #include "../lib/log.h"
 #include "../lib/pool.h"
 #include "../lib/ratelimit.h"
@@ -514,6 +515,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         health_reply(c);
         return;
     }
+    /* An API client is here: libcurl (lib/lazy.h) loads off the loop now,
+     * so the first provider request does not wait the ~20 ms it takes. */
+    if (strncmp(path, "/api/", 5) == 0 || strncmp(path, "/v1/", 4) == 0)
+        lazy_preload(LAZY_CURL);
     if (strncmp(path, "/v1/", 4) == 0) {
         gateway_handle(app, req, path, c->req_id, c->start_us);
         c->req = NULL; /* the gateway replies */

@@ -17,6 +17,7 @@
  */
 #include "store_int.h"
 #include "../lib/ids.h"
+#include "../lib/lazy.h"
 
 #include <libpq-fe.h>
 #include <inttypes.h>
@@ -2109,6 +2110,10 @@ struct store *store_pg_open(const char *url, char *err, size_t errlen)
     static const char *const keys[] = { "dbname", "client_encoding", "fallback_application_name",
                                         NULL };
     const char *const vals[] = { url, "UTF8", "chatopenaii", NULL };
+    /* libpq is loaded on first use (lib/lazy.h); a missing one is reported
+     * here, as a problem with the configured store. */
+    if (lazy_load(LAZY_PQ, err, errlen) != 0)
+        return NULL;
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
 
     if (!conn) {

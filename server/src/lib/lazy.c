@@ -1,0 +1,186 @@
+/* lazy.c - see lazy.h. The loader: dlopen, dlsym of every wrapped function,
+ * the load-once state machine shared by callers on any thread, and the
+ * background preload. The wrappers themselves are in lazy_curl.c,
+ * lazy_pq.c and lazy_redis.c. */
+#include "lazy_int.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+struct lazy_lib_info {
+    const char *what;    /* for messages */
+    const char *soname;  /* the ABI the headers we compiled against describe */
+    const char *env;     /* names another file to load */
+    const char *package; /* Debian's, for the error message */
+    const struct lazy_syms *syms;
+};
+
+static const struct lazy_lib_info g_info[LAZY_N] = {
+    [LAZY_CURL] = {"libcurl", "libcurl.so.4", "CHATOPENAII_LIBCURL", "libcurl4", &lazy_curl_syms},
+    [LAZY_PQ] = {"libpq", "libpq.so.5", "CHATOPENAII_LIBPQ", "libpq5", &lazy_pq_syms},
+    [LAZY_REDIS] = {"hiredis", "libhiredis.so." STR(HIREDIS_SONAME), "CHATOPENAII_LIBHIREDIS",
+                    "libhiredis" STR(HIREDIS_SONAME), &lazy_redis_syms},
+};
+
+int lazy_state[LAZY_N];
+static char g_err[LAZY_N][320];
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
+
+static void (*g_first_use_fn)(void *); /* under g_lock */
+static void *g_first_use_arg;
+static int g_first_use_done; /* atomic; set under g_lock */
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Without the lock: dlopen may take tens of milliseconds (libcurl's
+ * dependencies and their constructors), and others wait on g_cond. */
+static int do_load(enum lazy_lib lib, char *err, size_t errlen)
+{
+    const struct lazy_lib_info *in = &g_info[lib];
+    const char *file = getenv(in->env);
+    if (!file || !*file)
+        file = in->soname;
+    double t0 = mono_ms();
+    /* RTLD_LOCAL: the library's symbols serve our dlsym only, never the
+     * lookups of other libraries; never unloaded. */
+    void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        snprintf(err, errlen, "cannot load %s (%s): %s; install it (Debian: %s) or name the file in %s",
+                 in->what, file, why ? why : "unknown error", in->package, in->env);
+        return -1;
+    }
+    const struct lazy_syms *s = in->syms;
+    for (size_t i = 0; i < s->n; i++) {
+        void *f = dlsym(h, s->names[i]);
+        if (!f) {
+            snprintf(err, errlen, "%s (%s) has no function %s: an older version than the server "
+                     "was built for", in->what, file, s->names[i]);
+            return -1; /* h stays open: harmless, and dlclose could run its destructors */
+        }
+        s->fns[i] = f;
+    }
+    if (lib == LAZY_CURL && lazy_curl_after_load(err, errlen) != 0)
+        return -1;
+    char ms[32];
+    snprintf(ms, sizeof ms, "=%.1f", mono_ms() - t0);
+    log_debug("library loaded", "library", file, "ms", ms, NULL);
+    return 0;
+}
+
+int lazy_load(enum lazy_lib lib, char *err, size_t errlen)
+{
+    if (__atomic_load_n(&lazy_state[lib], __ATOMIC_ACQUIRE) == LAZY_READY)
+        return 0;
+    pthread_mutex_lock(&g_lock);
+    while (lazy_state[lib] == LAZY_LOADING)
+        pthread_cond_wait(&g_cond, &g_lock);
+    if (lazy_state[lib] == LAZY_UNTRIED) {
+        __atomic_store_n(&lazy_state[lib], LAZY_LOADING, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&g_lock);
+        char msg[sizeof g_err[0]];
+        int rc = do_load(lib, msg, sizeof msg);
+        pthread_mutex_lock(&g_lock);
+        if (rc != 0)
+            memcpy(g_err[lib], msg, sizeof msg);
+        /* release: fns[] written above are visible to whoever sees READY */
+        __atomic_store_n(&lazy_state[lib], rc == 0 ? LAZY_READY : LAZY_FAILED, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&g_cond);
+    }
+    int rc = lazy_state[lib] == LAZY_READY ? 0 : -1;
+    if (rc != 0 && err && errlen)
+        snprintf(err, errlen, "%s", g_err[lib]);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+bool lazy_loaded(enum lazy_lib lib)
+{
+    return __atomic_load_n(&lazy_state[lib], __ATOMIC_ACQUIRE) == LAZY_READY;
+}
+
+void lazy_need(enum lazy_lib lib)
+{
+    char err[sizeof g_err[0]];
+    if (lazy_load(lib, err, sizeof err) == 0)
+        return;
+    fprintf(stderr, "chatopenaii: %s\n", err);
+    exit(1);
+}
+
+static void *preload_main(void *arg)
+{
+    enum lazy_lib lib = (enum lazy_lib)(intptr_t)arg;
+    char err[sizeof g_err[0]];
+    if (lazy_load(lib, err, sizeof err) != 0)
+        log_error("library not available", "detail", err, NULL);
+    return NULL;
+}
+
+void lazy_preload(enum lazy_lib lib)
+{
+    static int started[LAZY_N]; /* once per library, whatever the thread */
+    if (__atomic_load_n(&lazy_state[lib], __ATOMIC_ACQUIRE) != LAZY_UNTRIED ||
+        __atomic_exchange_n(&started[lib], 1, __ATOMIC_ACQ_REL))
+        return;
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, preload_main, (void *)(intptr_t)lib) != 0)
+        __atomic_store_n(&started[lib], 0, __ATOMIC_RELEASE); /* the first call loads it then */
+    pthread_attr_destroy(&a);
+}
+
+void lazy_curl_on_first_use(void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&g_lock);
+    g_first_use_fn = fn;
+    g_first_use_arg = arg;
+    __atomic_store_n(&g_first_use_done, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* Called by the curl_easy_init wrapper once libcurl is loaded. fn runs
+ * under the lock, so a concurrent first caller waits until it is done; fn
+ * calls libcurl (curl_multi_init) but never curl_easy_init. */
+void lazy_curl_first_use(void)
+{
+    if (__atomic_load_n(&g_first_use_done, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&g_lock);
+    if (g_first_use_fn && !g_first_use_done) {
+        g_first_use_fn(g_first_use_arg);
+        __atomic_store_n(&g_first_use_done, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void lazy_cleanup(void)
+{
+    pthread_mutex_lock(&g_lock);
+    while (lazy_state[LAZY_CURL] == LAZY_LOADING)
+        pthread_cond_wait(&g_cond, &g_lock);
+    bool curl = lazy_state[LAZY_CURL] == LAZY_READY;
+    pthread_mutex_unlock(&g_lock);
+    if (curl)
+        lazy_curl_global_cleanup();
+}
