@@ -1,6 +1,14 @@
 /* static.c - in-memory static file server for web/dist: MIME types, ETags,
  * immutable caching for Vite's hashed /assets/, and the index.html fallback
- * that lets the client-side router own every other path. */
+ * that lets the client-side router own every other path.
+ *
+ * Start-up only lists the files (names, no reads): reading and hashing all
+ * of web/dist (~2 MB, ~100 files) took most of the start-up time and stayed
+ * resident although a browser fetches a few of them (fonts and syntax
+ * modules mostly never). A file is read, hashed and kept in memory the first
+ * time it is served: one read of at most STATIC_FILE_MAX from the page cache
+ * on the loop, then memory as before. The set of files is fixed at start;
+ * their content is what they hold when first served. */
 #include "static.h"
 
 #include <dirent.h>
@@ -20,16 +28,18 @@
 #include "../lib/log.h"
 #include "http.h"
 
-#define STATIC_TOTAL_MAX (64u * 1024 * 1024)
+#define STATIC_TOTAL_MAX (64u * 1024 * 1024) /* bytes held in memory */
 #define STATIC_FILE_MAX (16u * 1024 * 1024)
 
 struct sfile {
     char *path;     /* "/assets/index-abc123.js" */
-    char *data;
+    char *fs;       /* the file to read; NULL for the built-in placeholder */
+    char *data;     /* NULL until first served */
     size_t len;
     const char *mime;
-    char etag[20];
+    char etag[20];  /* set with data */
     bool immutable;
+    bool failed;    /* could not be read when first served */
 };
 
 struct static_files {
@@ -76,22 +86,28 @@ static const char *mime_for(const char *path)
     return "application/octet-stream";
 }
 
-static void add_file(struct static_files *s, const char *urlpath, char *data, size_t len)
+static void set_data(struct sfile *f, char *data, size_t len)
+{
+    f->data = data;
+    f->len = len;
+    char h[65];
+    crypto_sha256_hex(data, len, h);
+    snprintf(f->etag, sizeof f->etag, "\"%.16s\"", h);
+}
+
+static struct sfile *add_file(struct static_files *s, const char *urlpath, const char *fs)
 {
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 32;
         s->files = xrealloc(s->files, s->cap * sizeof *s->files);
     }
     struct sfile *f = &s->files[s->n++];
+    memset(f, 0, sizeof *f);
     f->path = xstrdup(urlpath);
-    f->data = data;
-    f->len = len;
+    f->fs = xstrdup(fs);
     f->mime = mime_for(urlpath);
-    char h[65];
-    crypto_sha256_hex(data, len, h);
-    snprintf(f->etag, sizeof f->etag, "\"%.16s\"", h);
     f->immutable = strncmp(urlpath, "/assets/", 8) == 0;
-    s->total += len;
+    return f;
 }
 
 static char *read_file(const char *fs, size_t *len)
@@ -131,16 +147,17 @@ static void walk(struct static_files *s, const char *fsdir, const char *urldir, 
         char *fs = xasprintf("%s/%s", fsdir, e->d_name);
         char *url = xasprintf("%s/%s", urldir, e->d_name);
         struct stat st;
-        if (stat(fs, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) {
-                walk(s, fs, url, depth + 1);
-            } else if (S_ISREG(st.st_mode) && s->total + (size_t)st.st_size <= STATIC_TOTAL_MAX) {
-                size_t len = 0;
-                char *data = read_file(fs, &len);
-                if (data)
-                    add_file(s, url, data, len);
-            }
+        /* d_type spares a stat per file; links and unknown types are
+         * followed as before */
+        bool dir = e->d_type == DT_DIR, reg = e->d_type == DT_REG;
+        if (e->d_type != DT_DIR && e->d_type != DT_REG && stat(fs, &st) == 0) {
+            dir = S_ISDIR(st.st_mode);
+            reg = S_ISREG(st.st_mode);
         }
+        if (dir)
+            walk(s, fs, url, depth + 1);
+        else if (reg)
+            add_file(s, url, fs);
         free(fs);
         free(url);
     }
@@ -157,9 +174,31 @@ struct static_files *static_load(const char *dir)
             has_index = true;
     if (!has_index) {
         log_warn("web app not built; serving a placeholder page", "dir", dir, NULL);
-        add_file(s, "/index.html", xstrdup(placeholder), sizeof placeholder - 1);
+        struct sfile *f = add_file(s, "/index.html", NULL);
+        set_data(f, xstrdup(placeholder), sizeof placeholder - 1);
     }
     return s;
+}
+
+/* Reads and hashes f on its first use. A file that cannot be read (gone,
+ * over the caps) is served as missing; the total cap counts what is held. */
+static bool ensure_loaded(struct static_files *s, struct sfile *f)
+{
+    if (f->data)
+        return true;
+    if (!f->fs || f->failed)
+        return false;
+    size_t len = 0;
+    char *data = read_file(f->fs, &len);
+    if (!data || s->total + len > STATIC_TOTAL_MAX) {
+        free(data);
+        f->failed = true;
+        log_warn("static file cannot be served", "path", f->path, NULL);
+        return false;
+    }
+    set_data(f, data, len);
+    s->total += len;
+    return true;
 }
 
 size_t static_count(const struct static_files *s)
@@ -173,17 +212,19 @@ void static_free(struct static_files *s)
         return;
     for (size_t i = 0; i < s->n; i++) {
         free(s->files[i].path);
+        free(s->files[i].fs);
         free(s->files[i].data);
     }
     free(s->files);
     free(s);
 }
 
-static const struct sfile *find(const struct static_files *s, const char *path)
+/* The file at path, read on first use; NULL if none or unreadable. */
+static const struct sfile *find(struct static_files *s, const char *path)
 {
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->files[i].path, path) == 0)
-            return &s->files[i];
+            return ensure_loaded(s, &s->files[i]) ? &s->files[i] : NULL;
     return NULL;
 }
 
@@ -220,6 +261,8 @@ int static_serve(struct static_files *s, struct evhttp_request *req, const char 
             return send_error(req, 404, "not_found", "no such file");
         f = find(s, "/index.html"); /* client-side route */
     }
+    if (!f) /* index.html was there at start but cannot be read now */
+        return send_error(req, 404, "not_found", "no such file");
     evhttp_add_header(out, "Content-Type", f->mime);
     evhttp_add_header(out, "ETag", f->etag);
     evhttp_add_header(out, "Cache-Control", f->immutable ? "public, max-age=31536000, immutable"

@@ -1,5 +1,6 @@
-/* static.h - the built web app, loaded into memory at start so serving it
- * never touches the disk from the event loop. */
+/* static.h - the built web app, served from memory: each file is read
+ * into memory the first time it is served (one read from the page cache on
+ * the loop) and served from there afterwards. */
 #ifndef COAI_STATIC_H
 #define COAI_STATIC_H
 
@@ -7,9 +8,10 @@
 
 struct static_files;
 
-/* Loads every regular file under dir (recursively; hidden files skipped),
- * up to a total cap. A missing dir gives a set with a built-in placeholder
- * page. Never NULL. */
+/* Lists every regular file under dir (recursively; hidden files skipped)
+ * without reading any; they are read when first served, up to a total cap.
+ * A dir without index.html gives a set with a built-in placeholder page.
+ * Never NULL. */
 struct static_files *static_load(const char *dir);
 void static_free(struct static_files *s);
 size_t static_count(const struct static_files *s);
