@@ -1,4 +1,6 @@
-// main.tsx - boot: styles, theme, session listeners, render.
+// main.tsx - boot: early requests (boot.ts, first), styles, theme, session
+// listeners, render.
+import './boot';
 import { render } from 'preact';
 import { effect } from '@preact/signals';
 import './styles.css';
@@ -7,8 +9,7 @@ import { theme } from './state/ui';
 import { onSignedIn, onSignedOut } from './state/session';
 import { loadChats, resetChats } from './state/chats';
 import { loadConnection, loadModels } from './state/connection';
-import { closeChat, prefetchChat, refreshOpenChat } from './state/chat';
-import { parseRoute } from './state/router';
+import { closeChat, refreshOpenChat } from './state/chat';
 
 if (import.meta.env.DEV) void import('./debug');
 
@@ -37,9 +38,5 @@ onSignedOut(() => {
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshOpenChat();
 });
-
-// Opening on a chat: fetch it now, alongside the session check.
-const first = parseRoute(location.pathname);
-if (first.name === 'chat' && first.id) prefetchChat(first.id);
 
 render(<App />, document.getElementById('app')!);

@@ -2,7 +2,7 @@
 // it owns. Updates are applied at most once per animation frame; finished
 // blocks are appended once, only the open tail is replaced (lib/markdown.ts).
 
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 import { IncrementalMarkdown, renderMarkdown } from '../lib/markdown';
 import { enhance } from '../lib/enhance';
 import { copyText } from '../lib/clipboard';
@@ -118,7 +118,9 @@ export function Markdown({ text, rev, streaming, cacheKey }: Props) {
   const latest = useRef({ text, rev, streaming });
   latest.current = { text, rev, streaming };
 
-  useEffect(() => {
+  // A layout effect: a finished message is in the same paint as its row (an
+  // effect would paint an empty bubble first, and the text one frame later).
+  useLayoutEffect(() => {
     const root = ref.current!;
     if (!streaming && !renderer.current) {
       // A finished message: one render, possibly from cache.

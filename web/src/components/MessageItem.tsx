@@ -78,8 +78,14 @@ function Details({ m }: { m: UiMessage }) {
   }
   if (m.status === 'stopped') bits.push('stopped');
   if (m.status === 'interrupted') bits.push('interrupted');
+  // The date is only a tooltip: formatted when the pointer gets there, not
+  // for every row rendered (opening a chat paints before any of it is needed).
+  const when = (e: Event) => {
+    const el = e.currentTarget as HTMLElement;
+    if (!el.title) el.title = formatTime(m.created_at);
+  };
   return (
-    <span class="msg-details" data-testid="message-details" title={formatTime(m.created_at)}>
+    <span class="msg-details" data-testid="message-details" onPointerEnter={when} onFocus={when}>
       {bits.join(' · ')}
     </span>
   );

@@ -4,6 +4,7 @@ import { act } from 'preact/test-utils';
 import { MessageList, visibleRange } from './MessageList';
 import { OpenChat } from '../state/chat';
 import type { Chat, Message } from '../api/types';
+import { formatTime } from '../lib/dates';
 
 describe('visibleRange', () => {
   const h = Array.from({ length: 2000 }, () => 100);
@@ -83,4 +84,38 @@ describe('<MessageList>', () => {
     expect(rows[rows.length - 1]!.textContent).toContain('message 1999');
     expect(ms).toBeLessThan(1000);
   });
+
+  it("a chat's first paint has only the viewport's rows, with their markdown; the overscan follows after it", async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const chat = longChat(2000);
+    render(<MessageList chat={chat} />, root);
+    // What the first paint shows: layout effects and the renders they ask
+    // for (microtasks) have run, effects (after paint) have not.
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    const first = root.querySelectorAll('[data-testid=message]');
+    // 800 px of viewport at the 140 px estimate: 6 rows, not 12 with the 800 px overscan
+    expect(first.length).toBe(6);
+    expect(first[first.length - 1]!.textContent).toContain('message 1999');
+    const assistant = first[first.length - 1]!.querySelector('.markdown');
+    expect(assistant?.textContent).toContain('message 1999'); // markdown already rendered, not an empty bubble
+    await act(async () => {
+      await new Promise((ok) => setTimeout(ok, 150));
+    });
+    expect(root.querySelectorAll('[data-testid=message]').length).toBe(12);
+  });
+
+  it('message details format their date only when pointed at', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const chat = longChat(4);
+    await act(async () => {
+      render(<MessageList chat={chat} />, root);
+    });
+    const details = root.querySelector<HTMLElement>('[data-testid=message-details]')!;
+    expect(details.title).toBe('');
+    details.dispatchEvent(new Event('pointerenter'));
+    expect(details.title).toBe(formatTime(1));
+  });
 });
+

@@ -68,6 +68,9 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   const view = useRef({ top: 0, height: 800 });
   const [range, setRange] = useState<[number, number]>([0, 0]);
   const frame = useRef<number | null>(null);
+  // Rows for a chat's first paint: the viewport's only. The overscan (rows
+  // just outside it, for smooth scrolling) is added right after that paint.
+  const overscan = useRef(0);
   // Only the person unsticks the list: scroll events also come from layout
   // (rows measured taller than estimated, scroll anchoring, clamping), and
   // those must not leave a freshly opened chat stranded mid-way.
@@ -92,7 +95,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     const el = scroller.current;
     if (!el) return;
     view.current = { top: el.scrollTop, height: el.clientHeight || 800 };
-    const r = visibleRange(heightsOf(chat.path.value), view.current.top, view.current.height, stick.current);
+    const r = visibleRange(heightsOf(chat.path.value), view.current.top, view.current.height, stick.current, overscan.current);
     setRange((old) => (old[0] === r[0] && old[1] === r[1] ? old : r));
   }, [chat]);
 
@@ -140,8 +143,25 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   // A new chat or a new branch: start at the bottom.
   useLayoutEffect(() => {
     stick.current = true;
+    overscan.current = 0;
     setShowJump(false);
     recompute();
+  }, [chat, recompute]);
+  // Painted: now the rows around the viewport too. (Not straight from an
+  // effect: Preact runs pending effects before re-rendering a component, and
+  // the layout effects above re-render this one before the first paint.)
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const frame = requestAnimationFrame(() => {
+      timer = setTimeout(() => {
+        overscan.current = OVERSCAN_PX;
+        recompute();
+      }, 0);
+    });
+    return () => {
+      cancelAnimationFrame(frame);
+      clearTimeout(timer);
+    };
   }, [chat, recompute]);
 
   // The path changed (new message, branch switch): recompute; follow if stuck.
@@ -192,7 +212,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   }, [onResize]);
 
   const heights = heightsOf(ids);
-  const [start, end] = range[1] > ids.length || range[1] === 0 ? visibleRange(heights, view.current.top, view.current.height, true) : range;
+  const [start, end] = range[1] > ids.length || range[1] === 0 ? visibleRange(heights, view.current.top, view.current.height, true, overscan.current) : range;
   let before = 0;
   for (let i = 0; i < start; i++) before += heights[i]!;
   let after = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dateGroup, groupByDate } from './dates';
+import { dateGroup, formatTime, groupByDate } from './dates';
 
 const now = new Date(2025, 2, 15, 10, 0, 0); // 15 March 2025, 10:00 local
 const at = (d: number, h = 12) => new Date(2025, 2, d, h, 0, 0).getTime();
@@ -30,4 +30,12 @@ describe('date groups', () => {
     expect(g[0]!.items).toEqual([at(15, 9), at(15, 1)]);
     expect(g[2]!.items).toEqual([at(1), at(2)]);
   });
+
+  it('formats a time with the medium date and short time of the locale', () => {
+    const ts = at(3, 14);
+    const want = new Date(ts).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+    expect(formatTime(ts)).toBe(want);
+    expect(formatTime(ts)).toBe(want); // the cached formatter gives the same
+  });
 });
+

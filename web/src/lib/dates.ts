@@ -31,8 +31,12 @@ export function groupByDate<T>(items: T[], ts: (t: T) => number, now: Date = new
   return GROUP_ORDER.filter((g) => map.has(g)).map((g) => ({ group: g, items: map.get(g)! }));
 }
 
+// One formatter: toLocaleString with options builds a new one (and looks up
+// locale data) on every call, milliseconds each.
+let timeFormat: Intl.DateTimeFormat | null = null;
 export function formatTime(ts: number): string {
-  return new Date(ts).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  timeFormat ??= new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  return timeFormat.format(ts);
 }
 
 export function relativeTime(ts: number, now = Date.now()): string {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChat, openChat, openChatById, refreshOpenChat, stopGenerating, switchBranch, OpenChat } from './chat';
+import { closeChat, chatError, chatLoading, openChat, openChatById, prefetchChat, refreshOpenChat, stopGenerating, switchBranch, OpenChat } from './chat';
 import { toasts } from './ui';
 import type { Chat, Message } from '../api/types';
 
@@ -103,5 +103,65 @@ describe('the open chat', () => {
     await openChatById('c-bad');
     await slow;
     expect(openChat.value).toBeNull();
+  });
+
+  it('a chat prefetched at boot opens as soon as it arrives; opening it meanwhile joins that request', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((ok) => (release = ok));
+    const fetch = vi.fn(async () => {
+      await gate;
+      return json(200, { chat, messages: [msg('u1', null, 'user', 'hi'), msg('a1', 'u1', 'assistant', 'hello')] });
+    });
+    vi.stubGlobal('fetch', fetch);
+    prefetchChat('c1');
+    expect(chatLoading.value).toBe(true);
+    const joined = openChatById('c1');
+    expect(fetch).toHaveBeenCalledTimes(1);
+    release();
+    await joined;
+    expect(openChat.value?.id).toBe('c1');
+    expect(openChat.value?.path.value).toEqual(['u1', 'a1']);
+    expect(chatLoading.value).toBe(false);
+    expect(fetch).toHaveBeenCalledTimes(1);
+  });
+
+  it('a prefetch answered 401 (signed out) shows no error, and opening the chat later asks again', async () => {
+    let signedIn = false;
+    const fetch = vi.fn(async () =>
+      signedIn ? json(200, { chat, messages: [msg('u1', null, 'user', 'hi')] }) : json(401, { error: { code: 'unauthorized', message: 'sign in' } }),
+    );
+    vi.stubGlobal('fetch', fetch);
+    prefetchChat('c1');
+    for (let i = 0; i < 20 && chatLoading.value; i++) await new Promise((ok) => setTimeout(ok, 5));
+    expect(chatLoading.value).toBe(false);
+    expect(chatError.value).toBeNull();
+    expect(openChat.value).toBeNull();
+    signedIn = true;
+    await openChatById('c1');
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(openChat.value?.path.value).toEqual(['u1']);
+  });
+
+  it('a prefetch that fails otherwise (404) is reported like any open', async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => json(404, { error: { code: 'not_found', message: 'no such chat' } })));
+    prefetchChat('gone');
+    await openChatById('gone');
+    expect(chatError.value?.status).toBe(404);
+  });
+
+  it('messages get their signal when first asked for, and a stored streaming one is still followed', () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response(new ReadableStream({ start() {} }), { status: 200 })));
+    const msgs = [msg('u1', null, 'user', 'hi'), msg('a1', 'u1', 'assistant', 'hel', 'streaming')];
+    const c = new OpenChat(chat, msgs);
+    expect(c.size).toBe(2);
+    const a1 = c.message('a1')!;
+    expect(a1.value).toEqual({ ...msgs[1], rev: 0 });
+    expect(c.message('a1')).toBe(a1); // the same signal every time
+    expect(c.message('nope')).toBeUndefined();
+    const c2 = new OpenChat(chat, msgs);
+    c2.followStreaming();
+    expect(c2.generating.value).toBe(true);
+    expect(c2.live.value.has('a1')).toBe(true);
+    c2.close();
   });
 });

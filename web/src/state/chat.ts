@@ -5,16 +5,19 @@
 
 import { batch, computed, signal, type Signal } from '@preact/signals';
 import { api, ApiError, followTurn, type TurnStream } from '../api/client';
-import type { Chat, ChatParams, ChatPatch, ChatWithMessages, Message, TurnStarted } from '../api/types';
+import type { Chat, ChatParams, ChatPatch, Message, TurnStarted } from '../api/types';
 import { announce, toast } from './ui';
 import { chats, loadChats, touchChat, upsertChat } from './chats';
 import { addChild, buildChildren, defaultLeaf, newestLeaf, siblingInfo, visiblePath, type Children, type SiblingInfo, type TreeNode } from './tree';
 import { applyTurnEvent, toUi, type UiMessage } from './turn';
+import { mark } from '../lib/perf';
 
 export class OpenChat {
   readonly id: string;
   readonly chat: Signal<Chat>;
   private readonly msgs = new Map<string, Signal<UiMessage>>();
+  /** Messages as loaded, until something asks for them (a 2,000-message chat shows a few). */
+  private readonly raw = new Map<string, Message>();
   private readonly nodes = new Map<string, TreeNode>();
   private children: Children = new Map();
   /** Bumped when messages are added (the tree changed). */
@@ -32,7 +35,7 @@ export class OpenChat {
     this.id = chat.id;
     this.chat = signal(chat);
     for (const m of messages) {
-      this.msgs.set(m.id, signal(toUi(m)));
+      this.raw.set(m.id, m);
       this.nodes.set(m.id, { id: m.id, parent_id: m.parent_id, created_at: m.created_at });
     }
     this.children = buildChildren(this.nodes.values());
@@ -49,11 +52,19 @@ export class OpenChat {
   readonly generating = computed(() => this.path.value.some((id) => this.live.value.has(id)));
 
   message(id: string): Signal<UiMessage> | undefined {
-    return this.msgs.get(id);
+    let sig = this.msgs.get(id);
+    if (!sig) {
+      const m = this.raw.get(id);
+      if (!m) return undefined;
+      sig = signal(toUi(m));
+      this.msgs.set(id, sig);
+      this.raw.delete(id);
+    }
+    return sig;
   }
 
   get size(): number {
-    return this.msgs.size;
+    return this.nodes.size;
   }
 
   siblings(id: string): SiblingInfo {
@@ -63,7 +74,7 @@ export class OpenChat {
   }
 
   add(m: Message): void {
-    const existing = this.msgs.get(m.id);
+    const existing = this.message(m.id);
     if (existing) {
       existing.value = toUi(m, existing.value.rev);
       return;
@@ -78,7 +89,7 @@ export class OpenChat {
   /** Follow a message's turn until it is done. */
   follow(id: string): void {
     if (this.closed || this.streams.has(id)) return;
-    const sig = this.msgs.get(id);
+    const sig = this.message(id);
     if (!sig) return;
     let first = true;
     this.live.value = new Set([...this.live.value, id]);
@@ -124,7 +135,7 @@ export class OpenChat {
     try {
       const { messages } = await api.chat(this.id);
       const m = messages.find((x) => x.id === id);
-      const sig = this.msgs.get(id);
+      const sig = this.message(id);
       if (m && sig) sig.value = { ...m, rev: sig.value.rev + 1 };
     } catch {
       /* leave as is */
@@ -133,6 +144,7 @@ export class OpenChat {
 
   followStreaming(): void {
     for (const [id, sig] of this.msgs) if (sig.value.status === 'streaming') this.follow(id);
+    for (const [id, m] of this.raw) if (m.status === 'streaming') this.follow(id);
   }
 
   close(): void {
@@ -187,31 +199,26 @@ export const chatLoading = signal(false);
 export const chatError = signal<ApiError | null>(null);
 let loadSeq = 0;
 
-// A chat fetched at boot, in parallel with the session check, when the page
-// opens on /c/<id>: opening a long chat does not wait for /me first.
-let early: { id: string; p: Promise<ChatWithMessages> } | null = null;
+// The chat being loaded, so that asking for it again joins the request.
+let inflight: { id: string; seq: number; p: Promise<void> } | null = null;
 
+/**
+ * At boot, when the page opens on /c/<id> (boot.ts): load the chat alongside
+ * the session check and open it as soon as it arrives, so the chat page's
+ * first render has it. A 401 here only means "signed out": nothing is shown,
+ * and the chat page asks again after sign-in.
+ */
 export function prefetchChat(id: string): void {
-  const p = api.chatEarly(id);
-  p.catch(() => {}); // used (or retried) by openChatById
-  early = { id, p };
+  void load(id, true);
 }
 
-async function fetchChat(id: string): Promise<ChatWithMessages> {
-  const e = early;
-  early = null;
-  if (e && e.id === id) {
-    try {
-      return await e.p;
-    } catch {
-      /* signed out at boot, or gone: ask again now */
-    }
-  }
-  return api.chat(id);
+export function openChatById(id: string): Promise<void> {
+  if (openChat.value?.id === id) return Promise.resolve();
+  if (inflight && inflight.id === id && inflight.seq === loadSeq) return inflight.p;
+  return load(id, false);
 }
 
-export async function openChatById(id: string): Promise<void> {
-  if (openChat.value?.id === id) return;
+function load(id: string, early: boolean): Promise<void> {
   openChat.value?.close();
   const seq = ++loadSeq;
   batch(() => {
@@ -219,18 +226,26 @@ export async function openChatById(id: string): Promise<void> {
     chatLoading.value = true;
     chatError.value = null;
   });
-  try {
-    const data = await fetchChat(id);
-    if (seq !== loadSeq) return;
-    const c = new OpenChat(data.chat, data.messages);
-    openChat.value = c;
-    c.followStreaming();
-  } catch (e) {
-    if (seq !== loadSeq) return;
-    chatError.value = e instanceof ApiError ? e : new ApiError(0, 'error', String(e));
-  } finally {
-    if (seq === loadSeq) chatLoading.value = false;
-  }
+  const entry = { id, seq, p: Promise.resolve() };
+  entry.p = (async () => {
+    try {
+      const data = await (early ? api.chatEarly(id) : api.chat(id));
+      if (seq !== loadSeq) return;
+      mark('chat-data');
+      const c = new OpenChat(data.chat, data.messages);
+      openChat.value = c;
+      c.followStreaming();
+    } catch (e) {
+      if (seq !== loadSeq) return;
+      if (early && e instanceof ApiError && e.status === 401) return;
+      chatError.value = e instanceof ApiError ? e : new ApiError(0, 'error', String(e));
+    } finally {
+      if (inflight === entry) inflight = null;
+      if (seq === loadSeq) chatLoading.value = false;
+    }
+  })();
+  inflight = entry;
+  return entry.p;
 }
 
 export function closeChat(): void {

@@ -36,9 +36,18 @@ function signedIn(u: User): void {
   for (const fn of listeners) fn();
 }
 
+// /me requested at boot (boot.ts), before the app's first render.
+let early: Promise<{ user: User }> | null = null;
+export function prefetchSession(): void {
+  early = api.me();
+  early.catch(() => {}); // checkSession reads the outcome
+}
+
 export async function checkSession(): Promise<void> {
   try {
-    const { user: u } = await api.me();
+    const p = early ?? api.me();
+    early = null;
+    const { user: u } = await p;
     signedIn(u);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) {
