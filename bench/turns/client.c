@@ -122,6 +122,21 @@ static long long proc_ticks(int pid)
     return (long long)(ut + st);
 }
 
+/* Busy CPU time of the whole machine (every core, every process), ticks. */
+static long long machine_busy_ticks(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return -1;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8)
+        return -1;
+    return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]); /* all but idle and iowait */
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -472,7 +487,8 @@ static void get_metrics(void)
 {
     start(K_METRICS, NULL, "GET", "/metrics", NULL);
     unsigned want = jobs_done + 1;
-    while (jobs_done < want)
+    int64_t until = now_us() + 10 * 1000000;
+    while (jobs_done < want && now_us() < until)
         pump(100);
 }
 
@@ -583,6 +599,7 @@ int main(int argc, char **argv)
     }
     long long srv0 = proc_ticks(server_pid), up0 = proc_ticks(upstream_pid);
     double me0 = self_cpu_s();
+    long long busy0 = machine_busy_ticks();
     int64_t t0 = now_us();
 
     /* 3. every turn at once */
@@ -622,6 +639,7 @@ int main(int argc, char **argv)
     int64_t t1 = now_us();
     long long srv1 = proc_ticks(server_pid), up1 = proc_ticks(upstream_pid);
     double me1 = self_cpu_s();
+    long long busy1 = machine_busy_ticks();
 
     /* 4. after */
     get_metrics();
@@ -691,6 +709,9 @@ int main(int argc, char **argv)
     printf("deltas=%llu\n", deltas_total);
     printf("server_cpu_s=%.2f\nupstream_cpu_s=%.2f\nclient_cpu_s=%.2f\n",
            (double)(srv1 - srv0) / (double)hz, (double)(up1 - up0) / (double)hz, me1 - me0);
+    double others = (double)(busy1 - busy0 - (srv1 - srv0) - (up1 - up0)) / (double)hz - (me1 - me0);
+    printf("others_cpu_s=%.2f\nothers_cpu_pct=%.0f\n", others < 0 ? 0 : others,
+           others < 0 ? 0 : others / (run_s * (double)sysconf(_SC_NPROCESSORS_ONLN)) * 100);
     printf("cpu_per_chunk_us=%.3f\n",
            deltas_total ? (double)(srv1 - srv0) / (double)hz * 1e6 / (double)deltas_total : -1);
     printf("steady_cpu_per_chunk_us=%.3f\nsteady_chunks_per_s=%.0f\nsteady_window_s=%.1f\n", steady_us,

@@ -45,6 +45,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+for p in "$UP_PORT" "$SRV_PORT"; do
+  if [ -n "$(ss -ltnH "sport = :$p" 2>/dev/null)" ]; then
+    echo "bench/turns: port $p is in use (another run?); set BENCH_PORT_BASE" >&2; exit 1
+  fi
+done
+
 CFLAGS=(-O2 -Wall -Wno-unused-parameter)
 gcc "${CFLAGS[@]}" -o "$WORK/upstream" bench/turns/upstream.c
 gcc "${CFLAGS[@]}" -o "$WORK/client" bench/turns/client.c $(pkg-config --cflags --libs libcurl jansson)
@@ -122,8 +128,13 @@ CPU during the turns (utime+stime):
   server, steady state             $(kv steady_cpu_per_chunk_us) us per chunk ($(kv steady_chunks_per_s) chunks/s over $(kv steady_window_s) s)
   fake provider                    $(kv upstream_cpu_s) s
   load generator                   $(kv client_cpu_s) s
+  other processes of this machine   $(kv others_cpu_s) s ($(kv others_cpu_pct)% of all cores during the turns)
 server peak RSS                    $RSS KiB
 REPORT
+if [ "$(kv others_cpu_pct)" -gt 10 ] 2>/dev/null; then
+  echo "Other processes took more than 10% of the machine: the lag figures are disturbed (the loop"
+  echo "thread waits for a core); run again on a quiet machine."
+fi
 if [ -n "$GW_OUT" ]; then
   cat <<REPORT
 

@@ -66,7 +66,6 @@ struct turn {
     int64_t started_us;
 
     struct event *retry_timer;
-    struct event *persist_timer;
     struct event *linger_timer;
     bool dirty;                      /* content changed since the last store write */
     bool persisting;                 /* a store write is in flight */
@@ -84,6 +83,8 @@ struct turn_registry {
     struct app *app;
     struct event *lease_timer;  /* renews this instance's leases, sweeps dead ones */
     bool lease_busy;            /* a lease job is in flight */
+    struct event *persist_timer; /* every persist_ms: one batch write of every changed answer */
+    bool persist_busy;          /* a batch write is in flight */
     bool stop_listening;        /* subscribed to TURN_STOP_CHANNEL */
 };
 
@@ -100,8 +101,6 @@ static void turn_release(struct turn *t)
     curl_slist_free_all(t->hdrs);
     if (t->retry_timer)
         event_free(t->retry_timer);
-    if (t->persist_timer)
-        event_free(t->persist_timer);
     if (t->linger_timer)
         event_free(t->linger_timer);
     sse_parser_free(t->sse);
@@ -183,6 +182,8 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     pool_submit(app->pool, lease_work, lease_done, j);
 }
 
+static void on_persist_timer(evutil_socket_t fd, short what, void *arg);
+
 struct turn_registry *turns_new(struct app *app)
 {
     struct turn_registry *r = xcalloc(1, sizeof(struct turn_registry));
@@ -195,6 +196,9 @@ struct turn_registry *turns_new(struct app *app)
     r->lease_timer = event_new(app->base, -1, EV_PERSIST, on_lease_timer, app);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(r->lease_timer, &tv);
+    r->persist_timer = event_new(app->base, -1, EV_PERSIST, on_persist_timer, app);
+    struct timeval pt = {app->cfg.persist_ms / 1000, (app->cfg.persist_ms % 1000) * 1000};
+    event_add(r->persist_timer, &pt);
     return r;
 }
 
@@ -204,6 +208,8 @@ void turns_free(struct turn_registry *r)
         return;
     if (r->lease_timer)
         event_free(r->lease_timer);
+    if (r->persist_timer)
+        event_free(r->persist_timer);
     if (r->stop_listening)
         redis_unsubscribe(r->app->redis, TURN_STOP_CHANNEL, r->app);
     while (r->head) {
@@ -241,34 +247,58 @@ static void unregister(struct turn *t)
 
 /* ---- events ------------------------------------------------------------------ */
 
-/* Publish one event to the log and every subscriber; takes data. */
-static void publish(struct turn *t, const char *event, json_t *data)
+/* Scratch buffers of the loop thread (everything here runs on it): one
+ * event's data and its frame, reused so relaying a chunk allocates
+ * nothing once they have grown. */
+static struct buf g_data = {.max = LIMIT_SSE_EVENT_LOG};
+static struct buf g_frame = {.max = LIMIT_SSE_EVENT_LOG};
+
+/* Publish one event (data: its JSON text) to the log and every subscriber. */
+static void publish_text(struct turn *t, const char *event, const char *s)
 {
-    char *s = json_dumps(data, JSON_COMPACT);
-    json_decref(data);
     long long id = (long long)++t->nevents;
-    struct buf frame;
-    buf_init(&frame, LIMIT_SSE_EVENT_LOG);
-    if (sse_frame(&frame, id, event, s) == 0) {
+    struct buf *frame = &g_frame;
+    buf_reset(frame);
+    if (sse_frame(frame, id, event, s) == 0) {
         if (!t->log_truncated) {
             if (t->nevents > t->offs_cap) {
                 t->offs_cap = t->offs_cap ? t->offs_cap * 2 : 64;
                 t->offs = xrealloc(t->offs, t->offs_cap * sizeof *t->offs);
             }
             t->offs[t->nevents - 1] = t->log.len;
-            if (buf_append(&t->log, frame.p, frame.len) != 0)
+            if (buf_append(&t->log, frame->p, frame->len) != 0)
                 t->log_truncated = true; /* late subscribers get a snapshot instead */
         }
         for (struct subscriber *sub = t->subs; sub; sub = sub->next)
-            sse_conn_write(sub->conn, frame.p, frame.len);
+            sse_conn_write(sub->conn, frame->p, frame->len);
         if (t->app->redis) { /* followers on other instances get it as framed */
             char ch[16 + STORE_ID_LEN];
             snprintf(ch, sizeof ch, "coai:turn:%s", t->msg.id);
-            redis_publish(t->app->redis, ch, frame.p, frame.len);
+            redis_publish(t->app->redis, ch, frame->p, frame->len);
         }
     }
-    buf_cleanup(&frame);
+}
+
+/* Publish one event to the log and every subscriber; takes data. */
+static void publish(struct turn *t, const char *event, json_t *data)
+{
+    char *s = json_dumps(data, JSON_COMPACT);
+    json_decref(data);
+    publish_text(t, event, s);
     free(s);
+}
+
+/* The common delta, text only, framed without building a JSON object:
+ * {"content":"..."}. content is NUL-terminated and holds no NUL. */
+static void publish_content(struct turn *t, const char *content)
+{
+    buf_reset(&g_data);
+    if (buf_append_str(&g_data, "{\"content\":") != 0 ||
+        buf_append_json_str(&g_data, content) != 0 || buf_append(&g_data, "}", 1) != 0) {
+        publish(t, "delta", json_pack("{s:s}", "content", content));
+        return;
+    }
+    publish_text(t, "delta", g_data.p);
 }
 
 /* The message as it stands, in the REST shape. */
@@ -305,6 +335,7 @@ struct persist_job {
 
 static void finalize(struct turn *t);
 static void persist_submit(struct turn *t, bool final);
+static struct persist_job *persist_take(struct turn *t, bool final);
 
 static void persist_work(void *arg, void *ctx)
 {
@@ -362,6 +393,24 @@ static void persist_submit(struct turn *t, bool final)
             t->final_pending = true;
         return;
     }
+    pool_submit(t->app->pool, persist_work, persist_done, persist_take(t, final));
+}
+
+/* The periodic writes of every streaming answer go to the store as one job
+ * and one transaction per tick (not one job, one timer and one commit per
+ * answer): with a thousand answers streaming, that is two commits a second
+ * instead of two thousand, and the loop hands the pool one job. A failing
+ * batch is retried answer by answer, so one bad row costs no other. The
+ * final write of an answer stays its own job (its "done" waits on it). */
+struct persist_batch {
+    struct app *app;
+    struct persist_job **jobs;
+    size_t n;
+};
+
+/* The job for t's content now; takes a reference and marks t persisting. */
+static struct persist_job *persist_take(struct turn *t, bool final)
+{
     json_decref(message_now(t));
     struct persist_job *j = xcalloc(1, sizeof *j);
     j->t = t;
@@ -378,14 +427,67 @@ static void persist_submit(struct turn *t, bool final)
     j->events = (int64_t)t->nevents;
     t->dirty = false;
     t->persisting = true;
-    pool_submit(t->app->pool, persist_work, persist_done, j);
+    return j;
+}
+
+static void persist_batch_work(void *arg, void *ctx)
+{
+    struct persist_batch *b = arg;
+    struct store *st = ctx;
+    enum app_err rc = store_begin(st);
+    for (size_t i = 0; rc == APP_OK && i < b->n; i++) {
+        struct persist_job *j = b->jobs[i];
+        j->rc = store_message_update(st, j->id, j->content, j->status, NULL, j->pt, j->ct);
+        if (j->rc == APP_OK)
+            j->rc = store_lease_progress(st, j->id, j->events);
+        if (j->rc != APP_OK && j->rc != APP_ENOTFOUND) /* ENOTFOUND: chat deleted meanwhile */
+            rc = j->rc;
+    }
+    if (rc == APP_OK)
+        rc = store_commit(st);
+    else
+        store_rollback(st);
+    if (rc == APP_OK)
+        return;
+    for (size_t i = 0; i < b->n; i++) /* one by one: only the bad ones fail */
+        persist_work(b->jobs[i], ctx);
+}
+
+static void persist_batch_done(void *arg)
+{
+    struct persist_batch *b = arg;
+    b->app->turns->persist_busy = false;
+    for (size_t i = 0; i < b->n; i++)
+        persist_done(b->jobs[i]);
+    free(b->jobs);
+    free(b);
 }
 
 static void on_persist_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct turn *t = arg;
-    if (t->dirty && !t->persisting && t->state < T_FINISHING)
-        persist_submit(t, false);
+    struct app *app = arg;
+    struct turn_registry *r = app->turns;
+    if (r->persist_busy || !app->pool)
+        return; /* the next tick takes what changed meanwhile */
+    struct persist_batch *b = NULL;
+    size_t cap = 0;
+    for (struct turn *t = r->head; t; t = t->next) {
+        if (!t->dirty || t->persisting || t->state >= T_FINISHING)
+            continue;
+        if (!b) {
+            b = xcalloc(1, sizeof *b);
+            b->app = app;
+        }
+        if (b->n == cap) {
+            cap = cap ? cap * 2 : 64;
+            b->jobs = xrealloc(b->jobs, cap * sizeof *b->jobs);
+        }
+        b->jobs[b->n++] = persist_take(t, false);
+    }
+    if (!b)
+        return;
+    r->persist_busy = true;
+    pool_submit(app->pool, persist_batch_work, persist_batch_done, b);
 }
 
 /* ---- titles ---------------------------------------------------------------------- */
@@ -577,8 +679,6 @@ static void finish(struct turn *t, const char *status, json_t *error)
         t->easy = NULL;
     }
     bool retry_pending = t->retry_timer && evtimer_pending(t->retry_timer, NULL);
-    if (t->persist_timer)
-        evtimer_del(t->persist_timer);
     snprintf(t->msg.status, sizeof t->msg.status, "%s", status);
     if (error) {
         json_decref(t->error);
@@ -633,6 +733,13 @@ static int on_sse_event(void *arg, const char *event, const char *data, size_t l
     }
     if (r == OAI_FEED_DONE)
         return 0;
+    if (u.content_len && !u.refusal_len && !u.tool_call_count &&
+        !memchr(u.content, '\0', u.content_len)) {
+        t->published_delta = true;
+        t->dirty = true;
+        publish_content(t, u.content);
+        u.content_len = 0; /* published */
+    }
     json_t *delta = NULL;
     if (u.content_len) {
         delta = json_object();
@@ -883,9 +990,6 @@ void turn_start(struct app *app, struct turn_spec *spec)
     t->oai = oai_stream_new();
     t->next = app->turns->head;
     app->turns->head = t;
-    t->persist_timer = event_new(app->base, -1, EV_PERSIST, on_persist_timer, t);
-    struct timeval tv = {app->cfg.persist_ms / 1000, (app->cfg.persist_ms % 1000) * 1000};
-    event_add(t->persist_timer, &tv);
     log_info("turn started", "turn", t->msg.id, "chat", t->msg.chat_id, "model", t->msg.model,
              NULL);
     if (!t->pc.api_key) {
