@@ -50,6 +50,7 @@
 #define USAGE_BATCH_MAX 512
 
 #define NEG_CACHE_MS 5000
+#define PRINCIPALS_SWEEP_MIN 1024 /* cache size below which stale entries are left alone */
 #define COOLDOWN_DEFAULT_S 10
 #define MAX_KEY_ATTEMPTS 8
 
@@ -100,6 +101,7 @@ struct pool_key {
 struct gateway {
     struct app *app;
     struct strmap *principals; /* token hash -> principal */
+    size_t principals_sweep_at; /* loop only: the size at which stale negative entries go */
     struct strmap *users;      /* user id -> user_state */
     struct strmap *tokens;     /* token id -> token_state */
     struct pool_key *keys;
@@ -1644,6 +1646,34 @@ static void load_work(void *arg, void *ctx)
     store_conn_clear(&sc);
 }
 
+/* A negative entry is keyed by whatever a caller sent as a token, so without
+ * a bound anyone could grow the cache by one entry (~360 bytes) per made-up
+ * token, for ever: 100,000 unknown tokens kept 36 MB. Once the cache has
+ * doubled since the last sweep (and holds PRINCIPALS_SWEEP_MIN), negative
+ * entries older than NEG_CACHE_MS go; they would be looked up again anyway.
+ * Amortised O(1) per load; what stays is the real tokens plus a few seconds
+ * of unknown ones. Freed as gateway_invalidate frees (a request waiting on
+ * Redis keeps its reference). */
+static bool stale_negative(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct principal *p = value;
+    if (p->valid || *(const int64_t *)arg - p->loaded_ms < NEG_CACHE_MS)
+        return false;
+    principal_free(p);
+    return true;
+}
+
+static void principals_bound(struct gateway *gw)
+{
+    if (strmap_count(gw->principals) < gw->principals_sweep_at)
+        return;
+    int64_t now = now_ms();
+    strmap_sweep(gw->principals, stale_negative, &now);
+    size_t n = strmap_count(gw->principals);
+    gw->principals_sweep_at = n * 2 > PRINCIPALS_SWEEP_MIN ? n * 2 : PRINCIPALS_SWEEP_MIN;
+}
+
 static void load_done(void *arg)
 {
     struct load_job *j = arg;
@@ -1651,6 +1681,7 @@ static void load_done(void *arg)
     struct gateway *gw = g->gw;
     struct principal *old = strmap_put(gw->principals, j->p->token_hash, j->p);
     principal_free(old);
+    principals_bound(gw);
     g->p = j->p;
     if (j->p->valid) {
         struct user_state *u = user_state(gw, j->p->user_id);
@@ -2044,6 +2075,7 @@ struct gateway *gateway_new(struct app *app)
     struct gateway *gw = xcalloc(1, sizeof *gw);
     gw->app = app;
     gw->principals = strmap_new();
+    gw->principals_sweep_at = PRINCIPALS_SWEEP_MIN;
     gw->users = strmap_new();
     gw->tokens = strmap_new();
     gw->rng = (unsigned)now_ms();
