@@ -21,6 +21,7 @@
 // finished requests. Exit 0 when the load ran (errors are in the counts).
 import http from 'node:http';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 
 const [baseArg, secsArg, usersArg, outFile] = process.argv.slice(2);
 const base = new URL(baseArg);
@@ -367,7 +368,8 @@ const ACTIONS = [
       case 3: await request(u, '4xx unknown turn events', 'GET', `/api/v1/turns/${fake}/events`, { expect: [404] }); break;
       case 4: await request(u, '4xx no session', 'GET', '/api/v1/me', { cookie: false, expect: [401] }); break;
       case 5: await request(u, '4xx v1 bad json', 'POST', '/v1/chat/completions', { auth: `Bearer ${u.token}`, cookie: false, raw: '{"model":', expect: [400] }); break;
-      case 6: await request(u, '4xx v1 bad token', 'GET', '/v1/models', { auth: 'Bearer coai-not-a-real-token', cookie: false, expect: [401] }); break;
+      // a made-up token each time (typos, revoked tokens, scanners): each is looked up once
+      case 6: await request(u, '4xx v1 bad token', 'GET', '/v1/models', { auth: `Bearer coai-${crypto.randomBytes(24).toString('hex')}`, cookie: false, expect: [401] }); break;
       default: await request(u, '4xx unknown message', 'POST', `/api/v1/chats/${u.chats[0]?.id ?? fake}/messages/${fake}/regenerate`, { body: {}, expect: [404] }); break;
     }
   }],

@@ -19,6 +19,10 @@ const samples = fs.readFileSync(samplesFile, 'utf8').trim().split('\n').filter(B
 }).filter((s) => s.t <= dur + 0.5);
 const mb = (kib) => (kib / 1024).toFixed(1);
 const mean = (a, k) => a.reduce((s, x) => s + x[k], 0) / a.length;
+const median = (a, k) => {
+  const v = a.map((x) => x[k]).sort((x, y) => x - y);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
 const pct = (a, b) => `${a >= b ? '+' : ''}${((a - b) / b * 100).toFixed(1)}%`;
 const broken = [];
 
@@ -27,6 +31,7 @@ const W = Math.min(60, (dur - warm) / 3);
 const first = samples.filter((s) => s.t >= warm && s.t < warm + W);
 const last = samples.filter((s) => s.t > dur - W);
 console.log(`\n== server memory (${samples.length} samples over ${dur.toFixed(0)} s; warm-up ${warm} s) ==`);
+console.log('(means of the samples in each interval)');
 console.log(`${'t (s)'.padStart(11)} ${'VmRSS MB'.padStart(9)} ${'RssAnon'.padStart(8)} ${'RssFile'.padStart(8)} ${'fds'.padStart(5)} ${'req/s'.padStart(6)}`);
 const step = dur > 300 ? 60 : 20;
 for (let a = 0; a < dur - 0.5; a += step) {
@@ -44,15 +49,14 @@ let m1 = 0;
 if (first.length < 2 || last.length < 2) {
   broken.push(`too few samples (${first.length} in the first window, ${last.length} in the last)`);
 } else {
-  m0 = mean(first, 'rss');
-  m1 = mean(last, 'rss');
+  m0 = median(first, 'rss');
+  m1 = median(last, 'rss');
   growth = (m1 - m0) / m0 * 100;
-  anonGrowth = (mean(last, 'anon') - mean(first, 'anon')) / mean(first, 'anon') * 100;
-  const fd0 = Math.max(...first.map((s) => s.fds));
-  const fd1 = Math.max(...last.map((s) => s.fds));
-  console.log(`\nfirst window after warm-up [${warm}, ${(warm + W).toFixed(0)}) s: VmRSS ${mb(m0)} MB, RssAnon ${mb(mean(first, 'anon'))} MB, fds <= ${fd0}`);
-  console.log(`last window [${(dur - W).toFixed(0)}, ${dur.toFixed(0)}] s:       VmRSS ${mb(m1)} MB, RssAnon ${mb(mean(last, 'anon'))} MB, fds <= ${fd1}`);
-  console.log(`growth: VmRSS ${pct(m1, m0)}, RssAnon ${pct(mean(last, 'anon'), mean(first, 'anon'))}`);
+  anonGrowth = (median(last, 'anon') - median(first, 'anon')) / median(first, 'anon') * 100;
+  const line = (w) => `VmRSS median ${mb(median(w, 'rss'))} MB (mean ${mb(mean(w, 'rss'))}), RssAnon median ${mb(median(w, 'anon'))} MB (mean ${mb(mean(w, 'anon'))}), fds <= ${Math.max(...w.map((s) => s.fds))}, ${w.length} samples`;
+  console.log(`\nfirst window after warm-up [${warm}, ${(warm + W).toFixed(0)}) s: ${line(first)}`);
+  console.log(`last window [${(dur - W).toFixed(0)}, ${dur.toFixed(0)}] s: ${line(last)}`);
+  console.log(`growth of the median: VmRSS ${pct(m1, m0)}, RssAnon ${pct(median(last, 'anon'), median(first, 'anon'))}; of the mean: VmRSS ${pct(mean(last, 'rss'), mean(first, 'rss'))}, RssAnon ${pct(mean(last, 'anon'), mean(first, 'anon'))}`);
   const lo = Math.min(...samples.filter((s) => s.t >= warm).map((s) => s.rss));
   const hi = Math.max(...samples.filter((s) => s.t >= warm).map((s) => s.rss));
   console.log(`after warm-up VmRSS ranged ${mb(lo)}-${mb(hi)} MB; peak VmHWM ${mb(samples.at(-1).hwm)} MB`);
@@ -94,7 +98,7 @@ else console.log('server: exit 0 on SIGTERM');
 // ---- verdict --------------------------------------------------------------------
 const ok = Number.isFinite(growth) && growth <= 5 && nUnexpected === 0 && !broken.length;
 const measured = Number.isFinite(growth)
-  ? `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (${mb(m0)} → ${mb(m1)} MB; RssAnon ${anonGrowth >= 0 ? '+' : ''}${anonGrowth.toFixed(1)}%; ${c.requests} requests, ${nUnexpected} unexpected)`
+  ? `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (median ${mb(m0)} → ${mb(m1)} MB; RssAnon ${anonGrowth >= 0 ? '+' : ''}${anonGrowth.toFixed(1)}%; ${c.requests} requests, ${nUnexpected} unexpected)`
   : 'no figure (bench broke)';
 const figure = `RSS growth over a ${dur >= 590 && dur <= 610 ? '10-minute' : `${Math.round(dur)} s`} mixed soak`;
 console.log(`\n${ok ? 'PASS' : 'FAIL'}  ${figure}: ${measured}; target <= 5% and no unexpected response`);
