@@ -10,7 +10,8 @@
 // and measures, from navigation start:
 //   latest painted   the text of the chat's last message painted inside the
 //                    viewport: Element Timing renderTime of the message's
-//                    text (an init script marks its elements with
+//                    text ([data-testid=message-text], not its buttons or
+//                    details; an init script marks its elements with
 //                    `elementtiming` as they are inserted, before they paint);
 //                    the app shell or a spinner does not count;
 //   FCP              first contentful paint (Paint Timing);
@@ -134,23 +135,29 @@ const apiBytes = (await (await fetch(`${URL0}/api/v1/chats/${id}`, { headers: { 
 const probe = (lastId) => {
   const w = window;
   w.__bench = { painted: null, inserted: null };
-  const mark = (el) => {
-    if (!(el instanceof Element)) return;
-    const msg = el.closest?.(`[data-id="${lastId}"]`) ?? el.querySelector?.(`[data-id="${lastId}"]`);
+  // One query per mutation batch (not per added node): the probe stays cheap.
+  const mo = new MutationObserver(() => {
+    const msg = document.querySelector(`[data-id="${lastId}"]`);
     if (!msg) return;
     if (w.__bench.inserted === null) w.__bench.inserted = performance.now();
-    for (const e of [msg, ...msg.querySelectorAll('*')]) if (!e.hasAttribute('elementtiming')) e.setAttribute('elementtiming', 'latest');
-  };
-  new MutationObserver((records) => {
-    for (const r of records) for (const n of r.addedNodes) mark(n.nodeType === 1 ? n : n.parentElement);
-  }).observe(document, { childList: true, subtree: true });
-  new PerformanceObserver((list) => {
+    if (!msg.hasAttribute('elementtiming')) msg.setAttribute('elementtiming', 'latest');
+    for (const e of msg.querySelectorAll(':not([elementtiming])')) e.setAttribute('elementtiming', 'latest');
+  });
+  mo.observe(document, { childList: true, subtree: true });
+  const po = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       if (e.identifier !== 'latest' || w.__bench.painted !== null) continue;
+      // The message's text, not its buttons or model name.
+      if (!e.element?.closest('[data-testid="message-text"]')) continue;
       const r = e.intersectionRect;
-      if (r && r.width > 0 && r.height > 0) w.__bench.painted = e.renderTime || e.loadTime;
+      if (r && r.width > 0 && r.height > 0) {
+        w.__bench.painted = e.renderTime || e.loadTime;
+        mo.disconnect();
+        po.disconnect();
+      }
     }
-  }).observe({ type: 'element', buffered: true });
+  });
+  po.observe({ type: 'element', buffered: true });
 };
 
 browser = await chromium.launch({
@@ -224,7 +231,7 @@ const row = (label, pick) => console.log(`  ${label.padEnd(34)} median ${f(med(r
 const latestMed = med(results.map((r) => r.latest));
 const latestMax = max(results.map((r) => r.latest));
 
-console.log(`open a ${N.toLocaleString('en')}-message chat in chromium (${RUNS} runs after a warm-up, 1280x800, ${os.cpus().length} CPUs):`);
+console.log(`open a ${N.toLocaleString('en')}-message chat in chromium (${RUNS} runs after a warm-up, 1280x800, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
 row('latest message painted in view', (r) => r.latest);
 row('first contentful paint', (r) => r.fcp);
 console.log('  breakdown (from navigation start):');

@@ -85,9 +85,11 @@ const INNER = new Set(['EvaluateScript', 'v8.compile', 'v8.compileModule', 'v8.e
   'V8.GC_SCAVENGER', 'MajorGC', 'MinorGC', 'v8.run', 'ParseAuthorStyleSheet', 'HitTest', 'RunMicrotasks', 'v8.parseOnBackground', 'XHRLoad', 'IntersectionObserverController::computeIntersections', 'ResizeObserverController::deliverObservations']);
 console.log('renderer main thread tasks >= 2 ms (ms from navigation start):');
 let busy = 0;
+let cpu = 0;
 for (const t of tasks) {
   const d = t.dur / 1000;
   busy += d;
+  cpu += (t.tdur ?? t.dur) / 1000;
   if (d < 2) continue;
   const inner = complete.filter((e) => e !== t && e.ts >= t.ts && e.ts + e.dur <= t.ts + t.dur && INNER.has(e.name) && e.dur >= 1000);
   const desc = inner.slice(0, 8).map((e) => {
@@ -95,9 +97,9 @@ for (const t of tasks) {
     const what = a.url ? ` ${a.url.replace(/^https?:\/\/[^/]+/, '')}` : a.functionName ? ` ${a.functionName}` : a.type ? ` ${a.type}` : '';
     return `${e.name}${what} ${(e.dur / 1000).toFixed(1)}`;
   });
-  console.log(`  ${ms(t.ts).toFixed(0).padStart(5)} +${d.toFixed(1).padStart(5)}  ${desc.join(' | ')}`);
+  console.log(`  ${ms(t.ts).toFixed(0).padStart(5)} +${d.toFixed(1).padStart(5)} (cpu ${((t.tdur ?? t.dur) / 1000).toFixed(1).padStart(5)})  ${desc.join(' | ')}`);
 }
-console.log(`  main thread busy in tasks: ${busy.toFixed(0)} ms`);
+console.log(`  main thread busy in tasks: ${busy.toFixed(0)} ms (on a CPU: ${cpu.toFixed(0)} ms)`);
 
 // ---- marks, paints -------------------------------------------------------------------
 const marks = ev.filter((e) => main(e) && (e.cat?.includes('user_timing') || e.name === 'firstContentfulPaint' || e.name === 'firstPaint') && e.ts >= t0 && e.ph !== 'X');
