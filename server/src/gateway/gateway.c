@@ -1264,6 +1264,13 @@ static long pool_wait_s(struct gw_req *g)
 
 static void start_upstream(struct gw_req *g)
 {
+    /* choose_key reads g->p again on a retry with another key, loop
+     * iterations later: a reload of the same token (after the cache time)
+     * or an invalidation may drop it from the cache meanwhile. */
+    if (g->p && !g->p_held) {
+        g->p->refs++;
+        g->p_held = true;
+    }
     if (g->client_gone) {
         g->finished = true;
         if (g->req) {
