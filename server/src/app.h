@@ -29,6 +29,7 @@ struct app {
     struct turn_registry *turns;
     struct static_files *web;
     struct models_cache *models;
+    struct respcache *respcache;    /* kept answers of ROUTE_CACHE routes, or NULL */
     struct ratelimit *rl;           /* per-IP / per-user / lock-out limits of the REST API */
     struct redis *redis;            /* CHATOPENAII_REDIS_URL client, loop thread only (NULL = none) */
     struct gateway *gw;             /* the /v1 gateway: principals, buckets, key pool, prices */

@@ -280,6 +280,9 @@ int config_load(struct config *cfg, char *err, size_t errlen)
     if (parse_int("CHATOPENAII_RATE_API", 0, 10000000, 1200, &n, err, errlen))
         return -1;
     cfg->rate_api = (int)n;
+    if (parse_int("CHATOPENAII_RESPONSE_CACHE_MB", 0, 4096, 16, &n, err, errlen))
+        return -1;
+    cfg->response_cache_mb = (int)n;
     if (parse_int("CHATOPENAII_LOCKOUT_FAILURES", 0, 1000, 5, &n, err, errlen))
         return -1;
     cfg->lockout_failures = (int)n;

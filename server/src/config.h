@@ -48,6 +48,7 @@ struct config {
     char *cookie_samesite;    /* CHATOPENAII_COOKIE_SAMESITE lax (default) | strict | none */
     int rate_auth;            /* CHATOPENAII_RATE_AUTH sign-in/registration per IP per minute, default 20 */
     int rate_generate;        /* CHATOPENAII_RATE_GENERATE answers per user per minute, default 30 */
+    int response_cache_mb;    /* CHATOPENAII_RESPONSE_CACHE_MB kept answers (SQLite only), default 16, 0 = off */
     int rate_api;             /* CHATOPENAII_RATE_API requests per user or IP per minute, default 1200 */
     int lockout_failures;     /* CHATOPENAII_LOCKOUT_FAILURES failed sign-ins before lock-out, default 5 */
     int lockout_minutes;      /* CHATOPENAII_LOCKOUT_MINUTES, default 15 */

@@ -9,7 +9,6 @@
 #include "../lib/crypto.h"
 #include "../lib/ids.h"
 
-#define TOUCH_INTERVAL_MS (60 * 1000)
 
 static char *cookie_value(struct api_ctx *c, const char *token, int64_t max_age)
 {
@@ -34,7 +33,7 @@ enum app_err auth_session_resolve(struct api_ctx *c)
         return APP_EAUTH;
     if (e != APP_OK)
         return e;
-    if (now - c->session.last_seen_at > TOUCH_INTERVAL_MS) {
+    if (now - c->session.last_seen_at > AUTH_TOUCH_INTERVAL_MS) {
         int64_t exp = now + c->app->cfg.session_ttl_s * 1000;
         if (store_session_touch(c->st, c->session.id, now, exp) == APP_OK) {
             c->session.last_seen_at = now;

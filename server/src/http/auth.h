@@ -5,6 +5,8 @@
 #include "http.h"
 
 #define AUTH_COOKIE "coai_session"
+/* A session's last-seen time and expiry slide at most this often. */
+#define AUTH_TOUCH_INTERVAL_MS (60 * 1000)
 
 /* Worker side: look the cookie token up (hashed), check expiry, load the
  * user into c->user / c->session, slide the expiry. APP_EAUTH if there is no

@@ -30,6 +30,7 @@ enum route_flags {
     ROUTE_NOCSRF = 1 << 2, /* unsafe method exempt from the CSRF check (none today) */
     ROUTE_RL_AUTH = 1 << 3,  /* sign-in/registration: strict per-IP limit */
     ROUTE_GENERATE = 1 << 4, /* starts a generation: per-user generation limit */
+    ROUTE_CACHE = 1 << 5,    /* GET whose 200 answer may be kept on the loop (respcache.h) */
 };
 
 struct route {
@@ -77,6 +78,8 @@ struct api_ctx {
     void *loop_data;              /* owned by the continuation */
     void (*loop_data_free)(void *);
     bool detached;                /* request taken by a continuation (SSE) */
+    char *cache_key;              /* owned: respcache key when the answer may be kept */
+    uint64_t cache_version;       /* store commit count read before the worker's reads */
 };
 
 /* ---- handler helpers (worker or loop) ------------------------------------ */

@@ -16,6 +16,7 @@
 #include "../lib/strmap.h"
 #include "../llm/turn.h"
 #include "sse.h"
+#include "respcache.h"
 
 static const double bounds[] = {0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define NB (sizeof bounds / sizeof bounds[0])
@@ -306,4 +307,11 @@ void metrics_render(struct app *app, struct buf *b)
                      turns_active(app), sse_conn_count(),
                      (long long)((now_ms() - app->started_ms) / 1000));
     render_lag(b);
+    (void)buf_printf(b,
+                     "# HELP coai_respcache_hits_total Answers sent from the loop's kept answers.\n"
+                     "# TYPE coai_respcache_hits_total counter\ncoai_respcache_hits_total %llu\n"
+                     "# HELP coai_respcache_bytes Bytes held by kept answers.\n"
+                     "# TYPE coai_respcache_bytes gauge\ncoai_respcache_bytes %zu\n",
+                     (unsigned long long)respcache_hits(app->respcache),
+                     respcache_bytes(app->respcache));
 }

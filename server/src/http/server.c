@@ -26,6 +26,7 @@
 #include "../gateway/gateway.h"
 #include "../store/store.h"
 #include "auth.h"
+#include "respcache.h"
 #include "metrics.h"
 #include "route.h"
 #include "security.h"
@@ -205,6 +206,7 @@ static void ctx_free(struct api_ctx *c)
     free(c->resp_text);
     free(c->set_cookie);
     free(c->allow);
+    free(c->cache_key);
     if (c->loop_data && c->loop_data_free)
         c->loop_data_free(c->loop_data);
     free(c);
@@ -325,6 +327,8 @@ static void work_cb(void *arg, void *worker_ctx)
 {
     struct api_ctx *c = arg;
     c->st = worker_ctx;
+    if (c->cache_key) /* before any read: see respcache.h */
+        c->cache_version = store_sqlite_commits();
     if (c->body_len > 0) {
         json_error_t jerr;
         c->json = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -381,6 +385,10 @@ out:
 static void done_cb(void *arg)
 {
     struct api_ctx *c = arg;
+    if (c->cache_key && c->status == 200 && c->resp_text && c->authed)
+        respcache_put(c->app->respcache, c->cache_key, c->resp_text, strlen(c->resp_text),
+                      c->cache_version, c->user.id, c->session.expires_at,
+                      c->session.last_seen_at);
     if (c->on_loop && c->status < 400) {
         void (*k)(struct api_ctx *) = c->on_loop;
         c->on_loop = NULL;
@@ -619,11 +627,44 @@ static void auth_limit_done(void *arg, bool ok, int retry_after_s)
     dispatch(c);
 }
 
+/* A kept answer for c (ROUTE_CACHE): sent from the loop, with the same
+ * per-user API limit the worker path applies. false: go to a worker (which
+ * keeps its answer for next time when c->cache_key is set). */
+static bool reply_from_cache(struct api_ctx *c)
+{
+    struct app *app = c->app;
+    if (!app->respcache || !c->cookie_token || !*c->cookie_token ||
+        strlen(c->cookie_token) > 128 || strcmp(c->method, "GET") != 0)
+        return false;
+    c->cache_key = respcache_key(c->cookie_token, evhttp_request_get_uri(c->req));
+    struct respcache_hit hit;
+    if (!respcache_get(app->respcache, c->cache_key, store_sqlite_commits(), now_ms(),
+                       AUTH_TOUCH_INTERVAL_MS, &hit))
+        return false;
+    snprintf(c->user.id, sizeof c->user.id, "%s", hit.user_id);
+    char key[64];
+    int ra = 0;
+    snprintf(key, sizeof key, "api:%s", hit.user_id);
+    if (!ratelimit_take(app->rl, key, app->cfg.rate_api, &ra)) {
+        c->retry_after = ra;
+        api_fail(c, 429, "rate_limited", "too many requests; try again in %d s", ra);
+        http_ctx_finish(c);
+        return true;
+    }
+    char *text = xmalloc(hit.len + 1);
+    memcpy(text, hit.text, hit.len + 1);
+    api_reply_text_take(c, 200, text);
+    http_ctx_finish(c);
+    return true;
+}
+
 /* Run the matched route: on the loop (ROUTE_LOOP) or on a worker. */
 static void dispatch(struct api_ctx *c)
 {
     struct app *app = c->app;
     const struct route *match = c->route;
+    if ((match->flags & ROUTE_CACHE) && reply_from_cache(c))
+        return;
     if (match->flags & ROUTE_LOOP) {
         match->fn(c);
         if (c->on_loop)

@@ -129,6 +129,11 @@ struct store *store_open(const char *url, char *err, size_t errlen);
 void store_close(struct store *st);               /* NULL-safe */
 const char *store_errmsg(struct store *st);       /* last error detail */
 const char *store_backend(struct store *st);      /* "sqlite" | "postgres" */
+/* Write transactions committed so far by all SQLite connections of this
+ * process, counted after each commit (WAL hook); any thread. A reader that
+ * takes it before reading knows its data is current while it is unchanged
+ * (http/respcache.h). Always 0 with PostgreSQL. */
+uint64_t store_sqlite_commits(void);
 
 /* Apply every pending numbered migration in one transaction each.
  * *from / *to receive the schema versions before and after (may be NULL). */

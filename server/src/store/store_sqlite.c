@@ -12,6 +12,29 @@
 #include <string.h>
 
 #define STORE_SQLITE_BUSY_TIMEOUT_MS 5000
+/* SQLite's own default: checkpoint once the WAL holds this many frames */
+#define STORE_SQLITE_AUTOCHECKPOINT 1000
+
+/* Commits of every connection of this process (see store_sqlite_commits). */
+static _Atomic uint64_t store_sqlite_commit_count;
+
+uint64_t store_sqlite_commits(void)
+{
+    return store_sqlite_commit_count;
+}
+
+/* Called by SQLite after a write transaction has committed (in WAL mode,
+ * the only mode we run), so a reader that sees the new count sees the
+ * data. Registering it replaces SQLite's automatic checkpoint, which is
+ * therefore done here as SQLite would (passive, at 1,000 frames). */
+static int store_sqlite_on_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)arg;
+    store_sqlite_commit_count++;
+    if (frames >= STORE_SQLITE_AUTOCHECKPOINT)
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
 
 /* ---- SQL ----------------------------------------------------------------- */
 
@@ -2296,6 +2319,7 @@ struct store *store_sqlite_open(const char *path, char *err, size_t errlen)
         fail = "set synchronous";
         goto out;
     }
+    sqlite3_wal_hook(s->db, store_sqlite_on_commit, NULL);
 out:
     if (fail) {
         if (err && errlen)
