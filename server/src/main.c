@@ -21,7 +21,6 @@
 #include "http/http.h"
 #include "gateway/gateway.h"
 #include "http/metrics.h"
-#include "http/respcache.h"
 #include "http/security.h"
 #include "http/sentry.h"
 #include "http/static.h"
@@ -140,9 +139,20 @@ static int migrate(struct store *st)
 
 /* ---- serve ---------------------------------------------------------------------- */
 
+/* The store connection cmd_serve opened for its start-up work; the first
+ * worker takes it over instead of opening another (written before the pool
+ * starts, taken by worker 0 while pool_new waits for it). */
+static struct store *g_boot_store;
+
+/* Worker 0 at start; the others on their first job (pool_new_lazy). */
 static void *worker_init(void *arg, int index)
 {
     struct app *app = arg;
+    if (index == 0 && g_boot_store) {
+        struct store *st = g_boot_store;
+        g_boot_store = NULL;
+        return st;
+    }
     char err[256];
     struct store *st = store_open(app->cfg.database_url, err, sizeof err);
     if (!st)
@@ -246,7 +256,7 @@ static void curl_first_use(void *arg)
 
 /* A fresh install gets list prices (USD per 1M tokens: input, cached input,
  * output) for common models; admins edit them through the API. */
-static int seed_prices(struct config *cfg)
+static int seed_prices(struct store *st)
 {
     static const struct {
         const char *model;
@@ -257,9 +267,6 @@ static int seed_prices(struct config *cfg)
         {"gpt-4.1-nano", 100000, 25000, 400000},   {"o4-mini", 1100000, 275000, 4400000},
         {"gpt-3.5-turbo", 500000, 500000, 1500000},
     };
-    struct store *st = open_store(cfg);
-    if (!st)
-        return -1;
     struct store_price *list = NULL;
     size_t n = 0;
     enum app_err e = store_price_list(st, &list, &n);
@@ -273,7 +280,6 @@ static int seed_prices(struct config *cfg)
     }
     if (e != APP_OK)
         fprintf(stderr, "chatopenaii: cannot seed prices: %s\n", store_errmsg(st));
-    store_close(st);
     return e == APP_OK ? 0 : -1;
 }
 
@@ -286,6 +292,8 @@ static void serve_teardown(struct app *app)
     if (app->pool)
         pool_free(app->pool);
     app->pool = NULL;
+    store_close(g_boot_store); /* not taken: the pool never started */
+    g_boot_store = NULL;
     if (app->turns)
         turns_free(app->turns);
     if (app->gw)
@@ -312,8 +320,6 @@ static void serve_teardown(struct app *app)
     models_cache_free(app->models);
     if (app->rl)
         ratelimit_free(app->rl);
-    respcache_free(app->respcache);
-    app->respcache = NULL;
     metrics_cleanup();
     security_cleanup();
     sentry_cleanup();
@@ -389,7 +395,11 @@ static int cmd_serve(struct app *app)
         log_warn("answers interrupted by the last shutdown were marked interrupted", "count", s,
                  NULL);
     }
-    store_close(st);
+    if (seed_prices(st) != 0) {
+        store_close(st);
+        return 1;
+    }
+    g_boot_store = st; /* the first worker's connection (worker_init) */
 
     app->started_ms = now_ms();
     app->base = event_base_new();
@@ -398,9 +408,6 @@ static int cmd_serve(struct app *app)
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
     app->rl = ratelimit_new();
-    /* kept answers need the store's commit count: one process, SQLite only */
-    if (strcmp(backend, "sqlite") == 0 && !cfg->redis_url)
-        app->respcache = respcache_new((size_t)cfg->response_cache_mb << 20);
     if (cfg->redis_url) { /* shared limits and fan-out; connects in the background */
         unsigned char rk[32];
         char lerr[320];
@@ -421,11 +428,9 @@ static int cmd_serve(struct app *app)
     }
     metrics_init();
     metrics_loop_lag_start(app->base);
-    if (seed_prices(cfg) != 0) {
-        serve_teardown(app);
-        return 1;
-    }
-    app->pool = pool_new(app->base, cfg->workers, worker_init, worker_fini, app);
+    /* One store connection at start (the one above, taken over by worker
+     * 0); the other workers open theirs when load first needs them. */
+    app->pool = pool_new_lazy(app->base, cfg->workers, 1, worker_init, worker_fini, app);
     if (!app->pool) {
         fprintf(stderr, "chatopenaii: cannot start workers (CHATOPENAII_DATABASE_URL)\n");
         serve_teardown(app);

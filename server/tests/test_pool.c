@@ -1,6 +1,8 @@
 /* test_pool.c - the worker pool: work runs off the loop thread, done runs on
  * it exactly once per job, in submission order per job, and pool_free drains
- * everything queued (including jobs submitted from done callbacks). */
+ * everything queued (including jobs submitted from done callbacks). Lazy
+ * workers (pool_new_lazy) run init only when jobs need them, and a late init
+ * that fails leaves the jobs to the other workers. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -130,6 +133,130 @@ static void test_free_drains_queue(void **state)
     pthread_mutex_destroy(&c.mu);
 }
 
+/* A job that holds its worker until the loop releases it. */
+struct slow {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started;
+    bool release;
+};
+
+static void slow_work(void *arg, void *ctx)
+{
+    struct slow *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->started++;
+    pthread_cond_broadcast(&s->cv);
+    while (!s->release)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int inits_of(struct counters *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->inits;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+static void test_lazy_workers(void **state)
+{
+    struct counters c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    c.loop_thread = pthread_self();
+    c.base = event_base_new();
+    c.pool = pool_new_lazy(c.base, 4, 1, init_cb, fini_cb, &c);
+    assert_non_null(c.pool);
+    assert_int_equal(inits_of(&c), 1); /* only the eager worker */
+
+    /* Two jobs that block: the second needs a second worker, which runs
+     * its init then. */
+    struct slow s = {.started = 0, .release = false};
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    pool_submit(c.pool, slow_work, NULL, &s);
+    pool_submit(c.pool, slow_work, NULL, &s);
+    pthread_mutex_lock(&s.mu);
+    while (s.started < 2)
+        pthread_cond_wait(&s.cv, &s.mu);
+    s.release = true;
+    pthread_cond_broadcast(&s.cv);
+    pthread_mutex_unlock(&s.mu);
+    assert_true(inits_of(&c) >= 2);
+
+    c.target = 300;
+    for (int i = 0; i < 300; i++) {
+        struct job *j = calloc(1, sizeof *j);
+        j->c = &c;
+        pool_submit(c.pool, work_cb, done_cb, j);
+    }
+    event_base_dispatch(c.base);
+    assert_int_equal(c.done, 300);
+    assert_true(inits_of(&c) <= 4);
+    assert_int_equal(c.work_on_loop, 0);
+    pool_free(c.pool);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    event_base_free(c.base);
+    pthread_mutex_destroy(&c.mu);
+}
+
+/* Late inits fail: every job still runs, on worker 0. */
+static void *late_failing_init(void *arg, int index)
+{
+    struct counters *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->inits++;
+    pthread_mutex_unlock(&c->mu);
+    if (index > 0)
+        return NULL;
+    int *tag = malloc(sizeof *tag);
+    *tag = 1000;
+    return tag;
+}
+
+static void test_lazy_init_failure(void **state)
+{
+    struct counters c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    c.loop_thread = pthread_self();
+    c.base = event_base_new();
+    c.pool = pool_new_lazy(c.base, 3, 1, late_failing_init, fini_cb, &c);
+    assert_non_null(c.pool);
+    struct slow s = {.started = 0, .release = false};
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    pool_submit(c.pool, slow_work, NULL, &s); /* worker 0 busy: the rest wake */
+    c.target = 50;
+    for (int i = 0; i < 50; i++) {
+        struct job *j = calloc(1, sizeof *j);
+        j->c = &c;
+        pool_submit(c.pool, work_cb, done_cb, j);
+    }
+    pthread_mutex_lock(&s.mu);
+    while (s.started < 1)
+        pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    while (inits_of(&c) < 3) { /* both late workers try, fail and leave */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&s.mu);
+    s.release = true;
+    pthread_cond_broadcast(&s.cv);
+    pthread_mutex_unlock(&s.mu);
+    event_base_dispatch(c.base);
+    assert_int_equal(c.done, 50);
+    pool_free(c.pool);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    event_base_free(c.base);
+    pthread_mutex_destroy(&c.mu);
+}
+
 static void *failing_init(void *arg, int index)
 {
     return index == 1 ? NULL : malloc(1);
@@ -149,6 +276,8 @@ int main(void)
         cmocka_unit_test(test_jobs_complete_on_loop),
         cmocka_unit_test(test_free_drains_queue),
         cmocka_unit_test(test_init_failure),
+        cmocka_unit_test(test_lazy_workers),
+        cmocka_unit_test(test_lazy_init_failure),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int total = (int)(sizeof tests / sizeof tests[0]);

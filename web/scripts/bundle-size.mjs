@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // bundle-size.mjs - the first-load JavaScript budget. Measures the gzipped
 // size of the JS that dist/index.html loads before the app can start: the
-// entry module, everything it imports statically (followed recursively), and
-// any modulepreload links. Lazy chunks (highlighting, math) do not count.
+// entry module, everything it imports statically (followed recursively), any
+// modulepreload links, and the scripts of workers those start (the chat
+// loader worker runs on every chat page load). Lazy chunks (highlighting,
+// math) do not count.
 // Fails above the budget (default 80 KB; BUNDLE_BUDGET_KB to override).
 
 import fs from 'node:fs';
@@ -35,6 +37,10 @@ function visit(url, from) {
   const code = fs.readFileSync(file, 'utf8');
   // Static imports only: `import x from "./a.js"`, `import "./b.js"`, `export * from "./c.js"`.
   for (const m of code.matchAll(/(?:^|[;\n}])\s*(?:import|export)\s*(?:[\w$*{}\s,]+?\s*from\s*)?["'](\.{1,2}\/[^"']+|\/[^"']+)["']/g)) {
+    visit(m[1], rel);
+  }
+  // Workers: `new Worker(new URL("/assets/x.js", import.meta.url), ...)`.
+  for (const m of code.matchAll(/new\s+(?:Shared)?Worker\(\s*new\s+URL\(\s*[`"']([^`"']+)[`"']/g)) {
     visit(m[1], rel);
   }
 }

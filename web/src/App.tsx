@@ -5,6 +5,7 @@ import { route } from './state/router';
 import { bootError, checkSession, sessionChecked, user } from './state/session';
 import { announcement, dismissToast, drawerOpen, toasts } from './state/ui';
 import { Sidebar } from './components/Sidebar';
+import { mark } from './lib/perf';
 import { ChatPage } from './pages/ChatPage';
 import { SettingsPage } from './pages/SettingsPage';
 import { AuthPage } from './pages/AuthPage';
@@ -72,6 +73,7 @@ export function App() {
   }, []);
 
   if (!sessionChecked.value) {
+    mark('shell');
     return (
       <div class="boot" aria-busy="true">
         <div class="spinner" role="status" aria-label="Loading" />
@@ -92,6 +94,7 @@ export function App() {
       </>
     );
   }
+  mark('app');
   return (
     <div class="app">
       <a class="skip-link" href="#main">

@@ -70,8 +70,12 @@ CURL *curl_easy_init(void)
     return F(curl_easy_init)();
 }
 
+/* The cleanup functions take NULL as libcurl does, without loading it:
+ * cleanup paths run whether or not a transfer was ever made. */
 void curl_easy_cleanup(CURL *h)
 {
+    if (!h)
+        return;
     F(curl_easy_cleanup)(h);
 }
 
@@ -113,6 +117,8 @@ struct curl_slist *curl_slist_append(struct curl_slist *list, const char *s)
 
 void curl_slist_free_all(struct curl_slist *list)
 {
+    if (!list)
+        return;
     F(curl_slist_free_all)(list);
 }
 
@@ -123,6 +129,8 @@ CURLM *curl_multi_init(void)
 
 CURLMcode curl_multi_cleanup(CURLM *m)
 {
+    if (!m)
+        return CURLM_BAD_HANDLE;
     return F(curl_multi_cleanup)(m);
 }
 
@@ -173,6 +181,8 @@ CURLSH *curl_share_init(void)
 
 CURLSHcode curl_share_cleanup(CURLSH *sh)
 {
+    if (!sh)
+        return CURLSHE_INVALID;
     return F(curl_share_cleanup)(sh);
 }
 

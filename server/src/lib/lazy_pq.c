@@ -1,7 +1,8 @@
 /* lazy_pq.c - the libpq functions the server (store_pg.c, migrate.c) and
  * its tests call, defined here under their own names and forwarded to libpq
  * loaded by lazy.c (see lazy.h). store_pg_open loads it first, so a missing
- * libpq is reported as a configuration error at start. */
+ * libpq is reported as a configuration error at start. The free functions
+ * take NULL as libpq does, without loading it. */
 #include <libpq-fe.h>
 
 #include "lazy_int.h"
@@ -37,11 +38,15 @@ PQconninfoOption *PQconninfoParse(const char *conninfo, char **errmsg)
 
 void PQconninfoFree(PQconninfoOption *opts)
 {
+    if (!opts)
+        return;
     F(PQconninfoFree)(opts);
 }
 
 void PQfinish(PGconn *conn)
 {
+    if (!conn)
+        return;
     F(PQfinish)(conn);
 }
 
@@ -115,6 +120,8 @@ char *PQresultErrorField(const PGresult *res, int fieldcode)
 
 void PQclear(PGresult *res)
 {
+    if (!res)
+        return;
     F(PQclear)(res);
 }
 
@@ -155,5 +162,7 @@ unsigned char *PQunescapeBytea(const unsigned char *strtext, size_t *retbuflen)
 
 void PQfreemem(void *ptr)
 {
+    if (!ptr)
+        return;
     F(PQfreemem)(ptr);
 }

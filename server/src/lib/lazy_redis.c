@@ -42,6 +42,8 @@ int redisEnableKeepAlive(redisContext *c)
 
 void redisFree(redisContext *c)
 {
+    if (!c) /* as hiredis does, without loading it */
+        return;
     F(redisFree)(c);
 }
 
@@ -95,6 +97,8 @@ int redisGetReply(redisContext *c, void **reply)
 
 void freeReplyObject(void *reply)
 {
+    if (!reply) /* as hiredis does, without loading it */
+        return;
     F(freeReplyObject)(reply);
 }
 

@@ -1,5 +1,10 @@
 /* pool.c - fixed thread pool with a FIFO job queue; completions are queued
- * back and an eventfd wakes the loop, which runs the done callbacks. */
+ * back and an eventfd wakes the loop, which runs the done callbacks.
+ *
+ * Lazy workers (pool_new_lazy) wait on their own condition variable and are
+ * woken only when more jobs are queued than initialised workers are idle;
+ * they run init (open a store connection) then, and become ordinary
+ * workers. */
 #include "pool.h"
 
 #include <errno.h>
@@ -27,6 +32,7 @@ struct worker {
     void *ctx;
     int index;
     bool started;
+    bool eager;            /* runs init before pool_new returns */
 };
 
 struct pool {
@@ -36,6 +42,10 @@ struct pool {
     struct jobq todo;      /* guarded by mu */
     struct jobq finished;  /* guarded by mu */
     bool stopping;         /* guarded by mu */
+    size_t todo_n;         /* jobs in todo; guarded by mu */
+    int idle_ready;        /* initialised workers waiting on cv; guarded by mu */
+    int lazy_waiting;      /* workers waiting on lazy_cv for their init; guarded by mu */
+    pthread_cond_t lazy_cv;
     int efd;
     struct event *ev;
     size_t pending;        /* loop thread only */
@@ -66,28 +76,59 @@ static struct job *q_take_all(struct jobq *q)
     return h;
 }
 
+/* A lazy worker: waits until the initialised workers cannot take the queued
+ * jobs, then runs init. Returns false (with mu held) if the pool stops first
+ * or init fails; the worker then takes no jobs. Called and returns with mu. */
+static bool lazy_init(struct worker *w)
+{
+    struct pool *p = w->pool;
+    while (!p->stopping && (size_t)p->idle_ready >= p->todo_n) {
+        p->lazy_waiting++;
+        pthread_cond_wait(&p->lazy_cv, &p->mu);
+        p->lazy_waiting--;
+    }
+    if (p->stopping)
+        return false;
+    pthread_mutex_unlock(&p->mu);
+    w->ctx = p->init(p->init_arg, w->index);
+    pthread_mutex_lock(&p->mu);
+    if (!w->ctx) /* pass the wake-up on: another worker takes the job */
+        pthread_cond_signal(&p->lazy_cv);
+    return w->ctx != NULL;
+}
+
 static void *worker_main(void *argp)
 {
     struct worker *w = argp;
     struct pool *p = w->pool;
-    w->ctx = p->init ? p->init(p->init_arg, w->index) : NULL;
-    pthread_mutex_lock(&p->init_mu);
-    p->init_done++;
-    if (p->init && !w->ctx)
-        p->init_failed++;
-    pthread_cond_signal(&p->init_cv);
-    pthread_mutex_unlock(&p->init_mu);
+    if (w->eager) {
+        w->ctx = p->init ? p->init(p->init_arg, w->index) : NULL;
+        pthread_mutex_lock(&p->init_mu);
+        p->init_done++;
+        if (p->init && !w->ctx)
+            p->init_failed++;
+        pthread_cond_signal(&p->init_cv);
+        pthread_mutex_unlock(&p->init_mu);
+    }
 
     pthread_mutex_lock(&p->mu);
+    if (!w->eager && !lazy_init(w)) {
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
     for (;;) {
-        while (!p->todo.head && !p->stopping)
+        while (!p->todo.head && !p->stopping) {
+            p->idle_ready++;
             pthread_cond_wait(&p->cv, &p->mu);
+            p->idle_ready--;
+        }
         if (!p->todo.head && p->stopping)
             break;
         struct job *j = p->todo.head;
         p->todo.head = j->next;
         if (!p->todo.head)
             p->todo.tail = NULL;
+        p->todo_n--;
         pthread_mutex_unlock(&p->mu);
 
         if (j->work)
@@ -134,6 +175,7 @@ static void stop_threads(struct pool *p)
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->lazy_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n; i++)
         if (p->workers[i].started)
@@ -143,6 +185,16 @@ static void stop_threads(struct pool *p)
 struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fini_fn fini,
                       void *init_arg)
 {
+    return pool_new_lazy(base, n, n, init, fini, init_arg);
+}
+
+struct pool *pool_new_lazy(struct event_base *base, int n, int eager, pool_init_fn init,
+                           pool_fini_fn fini, void *init_arg)
+{
+    if (!init || eager > n)
+        eager = n;
+    if (eager < 1)
+        eager = 1;
     struct pool *p = xcalloc(1, sizeof *p);
     p->base = base;
     p->n = n;
@@ -151,6 +203,7 @@ struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fi
     p->init_arg = init_arg;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->lazy_cv, NULL);
     pthread_mutex_init(&p->init_mu, NULL);
     pthread_cond_init(&p->init_cv, NULL);
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -165,9 +218,10 @@ struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fi
         struct worker *w = &p->workers[i];
         w->pool = p;
         w->index = i;
+        w->eager = i < eager;
         if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
             w->started = true;
-        } else {
+        } else if (w->eager) {
             pthread_mutex_lock(&p->init_mu);
             p->init_done++;
             p->init_failed++;
@@ -175,7 +229,7 @@ struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fi
         }
     }
     pthread_mutex_lock(&p->init_mu);
-    while (p->init_done < n)
+    while (p->init_done < eager)
         pthread_cond_wait(&p->init_cv, &p->init_mu);
     int failed = p->init_failed;
     pthread_mutex_unlock(&p->init_mu);
@@ -197,7 +251,10 @@ void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg
     p->pending++;
     pthread_mutex_lock(&p->mu);
     q_push(&p->todo, j);
+    p->todo_n++;
     pthread_cond_signal(&p->cv);
+    if (p->lazy_waiting > 0 && p->todo_n > (size_t)p->idle_ready)
+        pthread_cond_signal(&p->lazy_cv); /* the initialised workers are all busy */
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -228,6 +285,7 @@ void pool_free(struct pool *p)
     close(p->efd);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->lazy_cv);
     pthread_mutex_destroy(&p->init_mu);
     pthread_cond_destroy(&p->init_cv);
     free(p->workers);

@@ -23,6 +23,14 @@ typedef void (*pool_done_fn)(void *arg);
  * (already started threads are stopped). */
 struct pool *pool_new(struct event_base *base, int n, pool_init_fn init, pool_fini_fn fini,
                       void *init_arg);
+/* Like pool_new, but only the first `eager` workers (at least one) call init
+ * before it returns; each other worker calls init just before its first
+ * job, which it gets only when the initialised workers are all busy. A
+ * lightly loaded pool so keeps one store connection, not n. A late init
+ * that fails (init logs why) leaves that worker without jobs; the pool runs
+ * on the others. */
+struct pool *pool_new_lazy(struct event_base *base, int n, int eager, pool_init_fn init,
+                           pool_fini_fn fini, void *init_arg);
 /* Queue a job; never fails. done may be NULL. */
 void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg);
 /* Jobs submitted whose done callback has not run yet. */

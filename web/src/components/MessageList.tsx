@@ -8,6 +8,7 @@ import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } fr
 import type { OpenChat } from '../state/chat';
 import { MessageItem } from './MessageItem';
 import { IconArrowDown } from './Icons';
+import { mark } from '../lib/perf';
 
 const OVERSCAN_PX = 800;
 const DEFAULT_HEIGHT = 140;
@@ -142,6 +143,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
 
   // A new chat or a new branch: start at the bottom.
   useLayoutEffect(() => {
+    mark('list-mounted');
     stick.current = true;
     overscan.current = 0;
     setShowJump(false);
