@@ -17,6 +17,15 @@ const samples = fs.readFileSync(samplesFile, 'utf8').trim().split('\n').filter(B
   const [t, rss, anon, file, hwm, fds] = l.split(/\s+/).map(Number);
   return { t: (t - start) / 1000, rss, anon, file, hwm, fds };
 }).filter((s) => s.t <= dur + 0.5);
+// "held" RSS: the minimum of each sample and its two neighbours (a window of
+// ~3 s). Memory that stays is kept, a sub-second peak is not: a sign-in in
+// flight holds argon2's 19 MiB for 0.1-0.25 s, and on a lean server two or
+// three samples that catch one would move a window's mean by 5%.
+samples.forEach((x, i) => {
+  const nb = samples.slice(Math.max(0, i - 1), i + 2);
+  x.hrss = Math.min(...nb.map((y) => y.rss));
+  x.hanon = Math.min(...nb.map((y) => y.anon));
+});
 const mb = (kib) => (kib / 1024).toFixed(1);
 const mean = (a, k) => a.reduce((s, x) => s + x[k], 0) / a.length;
 const median = (a, k) => {
@@ -49,14 +58,15 @@ let m1 = 0;
 if (first.length < 2 || last.length < 2) {
   broken.push(`too few samples (${first.length} in the first window, ${last.length} in the last)`);
 } else {
-  m0 = median(first, 'rss');
-  m1 = median(last, 'rss');
+  m0 = mean(first, 'hrss');
+  m1 = mean(last, 'hrss');
   growth = (m1 - m0) / m0 * 100;
-  anonGrowth = (median(last, 'anon') - median(first, 'anon')) / median(first, 'anon') * 100;
-  const line = (w) => `VmRSS median ${mb(median(w, 'rss'))} MB (mean ${mb(mean(w, 'rss'))}), RssAnon median ${mb(median(w, 'anon'))} MB (mean ${mb(mean(w, 'anon'))}), fds <= ${Math.max(...w.map((s) => s.fds))}, ${w.length} samples`;
+  anonGrowth = (mean(last, 'hanon') - mean(first, 'hanon')) / mean(first, 'hanon') * 100;
+  const line = (w) => `VmRSS ${mb(mean(w, 'hrss'))} MB (raw mean ${mb(mean(w, 'rss'))}, median ${mb(median(w, 'rss'))}), RssAnon ${mb(mean(w, 'hanon'))} MB (raw mean ${mb(mean(w, 'anon'))}), fds <= ${Math.max(...w.map((s) => s.fds))}, ${w.length} samples`;
   console.log(`\nfirst window after warm-up [${warm}, ${(warm + W).toFixed(0)}) s: ${line(first)}`);
   console.log(`last window [${(dur - W).toFixed(0)}, ${dur.toFixed(0)}] s: ${line(last)}`);
-  console.log(`growth of the median: VmRSS ${pct(m1, m0)}, RssAnon ${pct(median(last, 'anon'), median(first, 'anon'))}; of the mean: VmRSS ${pct(mean(last, 'rss'), mean(first, 'rss'))}, RssAnon ${pct(mean(last, 'anon'), mean(first, 'anon'))}`);
+  console.log('(window figures: mean of the held RSS, each sample the minimum of it and its neighbours: sub-second peaks out)');
+  console.log(`growth: VmRSS ${pct(m1, m0)}, RssAnon ${pct(mean(last, 'hanon'), mean(first, 'hanon'))}; of the raw samples: mean ${pct(mean(last, 'rss'), mean(first, 'rss'))}, median ${pct(median(last, 'rss'), median(first, 'rss'))}`);
   const lo = Math.min(...samples.filter((s) => s.t >= warm).map((s) => s.rss));
   const hi = Math.max(...samples.filter((s) => s.t >= warm).map((s) => s.rss));
   console.log(`after warm-up VmRSS ranged ${mb(lo)}-${mb(hi)} MB; peak VmHWM ${mb(samples.at(-1).hwm)} MB`);
@@ -98,7 +108,7 @@ else console.log('server: exit 0 on SIGTERM');
 // ---- verdict --------------------------------------------------------------------
 const ok = Number.isFinite(growth) && growth <= 5 && nUnexpected === 0 && !broken.length;
 const measured = Number.isFinite(growth)
-  ? `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (median ${mb(m0)} → ${mb(m1)} MB; RssAnon ${anonGrowth >= 0 ? '+' : ''}${anonGrowth.toFixed(1)}%; ${c.requests} requests, ${nUnexpected} unexpected)`
+  ? `${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (${mb(m0)} → ${mb(m1)} MB; RssAnon ${anonGrowth >= 0 ? '+' : ''}${anonGrowth.toFixed(1)}%; ${c.requests} requests, ${nUnexpected} unexpected)`
   : 'no figure (bench broke)';
 const figure = `RSS growth over a ${dur >= 590 && dur <= 610 ? '10-minute' : `${Math.round(dur)} s`} mixed soak`;
 console.log(`\n${ok ? 'PASS' : 'FAIL'}  ${figure}: ${measured}; target <= 5% and no unexpected response`);

@@ -12,10 +12,11 @@
 #   growth = (RSS over the last window - RSS over the first window after
 #             warm-up) / the latter,
 # windows of min(60 s, (SOAK_SECONDS - SOAK_WARMUP) / 3), RSS of a window
-# being the median of its samples (the mean is printed too: a sample taken
-# while a sign-in hashes its password holds argon2's 19 MiB for a moment,
-# and two or three such samples move a window's mean by 5% of a lean
-# server). PASS: growth <= 5% and no unexpected response. Also prints the request mix, status counts and
+# being the mean of its samples with sub-second peaks taken out (each sample
+# replaced by the minimum of it and its two neighbours: a sign-in in flight
+# holds argon2's 19 MiB for a moment, and two or three samples catching one
+# move a lean server's mean by 5%; the raw mean and median are printed too).
+# PASS: growth <= 5% and no unexpected response. Also prints the request mix, status counts and
 # any unexpected answers, the RSS after 5 s idle (the server's malloc_trim
 # runs after 2 s without requests), and the server's exit status on SIGTERM.
 #
@@ -92,12 +93,18 @@ SAMPLER=$!
 PIDS+=("$SAMPLER")
 
 echo "bench/soak: ${SECONDS_}s of mixed load ($USERS users, warm-up ${WARMUP}s, RSS sampled every ${SAMPLE}s) against $BIN (pid $SRV)"
+# in the background: a signal to this script is then handled at once
 node bench/soak/load.mjs "http://127.0.0.1:$COAI_PORT" "$SECONDS_" "$USERS" "$WORK/counts.json" \
-  >"$WORK/load.log" 2>&1 || { echo "bench/soak: the load driver failed:" >&2; tail -20 "$WORK/load.log" >&2; exit 1; }
+  >"$WORK/load.log" 2>&1 &
+LOAD=$!
+PIDS+=("$LOAD")
+wait "$LOAD" || { echo "bench/soak: the load driver failed:" >&2; tail -20 "$WORK/load.log" >&2; exit 1; }
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 alive=1
 kill -0 "$SRV" 2>/dev/null || alive=0
+CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$SRV/stat" 2>/dev/null || echo "?")
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 # idle: the server trims its heap 2 s after the last request
 sleep 5
 IDLE=$(sample || echo "")
@@ -115,6 +122,8 @@ node bench/soak/report.mjs "$WORK/samples" "$WORK/counts.json" "$START" "$SECOND
   "${BENCH_RESULTS:-}"
 status=$?
 set -e
+echo "server CPU time: ${CPU} s over the soak; machine load average at the end: $LOADAVG ($(nproc) CPUs;"\
+  "other benches running at the same time slow the load down, not the memory figures)"
 if grep -q 'LeakSanitizer\|AddressSanitizer' "$WORK/server.log"; then
   # an ASan build (make build-asan): its report on SIGTERM
   echo; echo "sanitizer report of the server:"
