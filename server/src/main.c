@@ -21,6 +21,7 @@
 #include "http/http.h"
 #include "gateway/gateway.h"
 #include "http/metrics.h"
+#include "http/respcache.h"
 #include "http/security.h"
 #include "http/sentry.h"
 #include "http/static.h"
@@ -320,6 +321,8 @@ static void serve_teardown(struct app *app)
     models_cache_free(app->models);
     if (app->rl)
         ratelimit_free(app->rl);
+    respcache_free(app->respcache);
+    app->respcache = NULL;
     metrics_cleanup();
     security_cleanup();
     sentry_cleanup();
@@ -408,6 +411,9 @@ static int cmd_serve(struct app *app)
     app->models = models_cache_new();
     app->web = static_load(cfg->web_dir);
     app->rl = ratelimit_new();
+    /* kept answers need the store's commit count: one process, SQLite only */
+    if (strcmp(backend, "sqlite") == 0 && !cfg->redis_url)
+        app->respcache = respcache_new((size_t)cfg->response_cache_mb << 20);
     if (cfg->redis_url) { /* shared limits and fan-out; connects in the background */
         unsigned char rk[32];
         char lerr[320];
