@@ -53,6 +53,10 @@
 #define PRINCIPALS_SWEEP_MIN 1024 /* cache size below which stale entries are left alone */
 #define COOLDOWN_DEFAULT_S 10
 #define MAX_KEY_ATTEMPTS 8
+/* Easy handles kept for the next provider request: curl_easy_init and
+ * cleanup cost more than the request's own options, which are all that is
+ * set again (the constant ones stay). Beyond this many idle ones are freed. */
+#define EASY_POOL_MAX 64
 
 /* ---- in-memory state ------------------------------------------------------------ */
 
@@ -110,6 +114,16 @@ struct gateway {
     size_t nprices;
     volatile int pool_enabled; /* read by workers */
     struct gw_req *active;     /* requests in flight */
+    /* Relayed bytes are gathered per request while curl hands them over
+     * (one callback per HTTP chunk of the provider) and sent as one chunk
+     * per request once the loop is done with that batch: flush_ev is made
+     * active, so it runs in the same loop iteration, before the client's
+     * socket is written anyway. */
+    struct event *flush_ev;
+    struct gw_req *dirty;      /* requests with bytes waiting in ->out */
+    bool flush_armed;
+    CURL *easy_free[EASY_POOL_MAX]; /* idle easy handles (loop only) */
+    size_t neasy_free;
     unsigned rng;
     /* Usage rows waiting for the store, written in one transaction per
      * worker job (group commit): shared with the workers under usage_mu. */
@@ -196,9 +210,7 @@ static struct token_state *token_state(struct gateway *gw, const char *token_id,
 
 /* ---- the request ---------------------------------------------------------------- */
 
-struct fwd_header {
-    char *name, *value;
-};
+#define MAX_FWD_HEADERS 64
 
 struct gw_req {
     struct gw_req *next, *prev;  /* active list (for shutdown) */
@@ -236,8 +248,11 @@ struct gw_req {
     struct curl_slist *hdrs;
     long status;
     long retry_after_s;
-    struct fwd_header *fh;
-    size_t nfh, capfh;
+    /* provider headers to forward: "name\0value\0" each, in one buffer */
+    char *hb;
+    size_t hb_len, hb_cap;
+    uint32_t fh[MAX_FWD_HEADERS]; /* offset of each name in hb (its value follows it) */
+    size_t nfh;
     bool headers_done;
     bool holding;              /* keep the body (failover or filtering), do not forward */
     /* what a relayed stream told us, read without parsing every chunk */
@@ -251,6 +266,8 @@ struct gw_req {
     struct buf held;
     struct buf copy;           /* non-stream body copy for usage */
     struct evbuffer *out;
+    struct gw_req *dnext, *dprev; /* in gw->dirty while ->out holds bytes to send */
+    bool dirty;
     struct sse_parser *sse;
     int64_t ttfb_us;
     /* shared admission */
@@ -267,8 +284,53 @@ struct gw_ticket {
     struct gw_req *g;
 };
 
+/* A handle whose transfer is over (or was removed from the multi) back to
+ * the free list; its pointers into the request are cleared. */
+static void easy_put(struct gateway *gw, CURL *e)
+{
+    if (gw->neasy_free >= EASY_POOL_MAX || gw->app->shutting_down) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    gw->easy_free[gw->neasy_free++] = e;
+}
+
+static void dirty_unlink(struct gw_req *g)
+{
+    if (!g->dirty)
+        return;
+    if (g->dprev)
+        g->dprev->dnext = g->dnext;
+    else
+        g->gw->dirty = g->dnext;
+    if (g->dnext)
+        g->dnext->dprev = g->dprev;
+    g->dnext = g->dprev = NULL;
+    g->dirty = false;
+}
+
+/* Send what waits in g->out now (before the reply ends). */
+static void flush_out(struct gw_req *g)
+{
+    dirty_unlink(g);
+    if (g->req && !g->client_gone && evbuffer_get_length(g->out))
+        evhttp_send_reply_chunk(g->req, g->out);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct gateway *gw = arg;
+    gw->flush_armed = false;
+    while (gw->dirty)
+        flush_out(gw->dirty);
+}
+
 static void gr_free(struct gw_req *g)
 {
+    dirty_unlink(g);
     if (g->prev)
         g->prev->next = g->next;
     else if (g->gw->active == g)
@@ -286,14 +348,10 @@ static void gr_free(struct gw_req *g)
     provider_conn_clear(&g->pc);
     if (g->easy) {
         curlev_remove(g->app->curl, g->easy);
-        curl_easy_cleanup(g->easy);
+        easy_put(g->gw, g->easy);
     }
     curl_slist_free_all(g->hdrs);
-    for (size_t i = 0; i < g->nfh; i++) {
-        free(g->fh[i].name);
-        free(g->fh[i].value);
-    }
-    free(g->fh);
+    free(g->hb);
     buf_cleanup(&g->held);
     buf_cleanup(&g->copy);
     if (g->out)
@@ -778,6 +836,158 @@ static void on_usage_timer(evutil_socket_t fd, short what, void *arg)
     gateway_usage_flush(gw);
 }
 
+/* What a JSON text (one event of a stream, or a whole answer) tells the
+ * accounting, read in one pass without building a tree: the top-level
+ * "model" (raw bytes, escapes as written), the integers of a top-level
+ * "usage" object, and the bytes of every "content", "arguments" and
+ * "refusal" string value (escapes counted as written: a cheap stand-in for
+ * the decoded length). Strings are skipped with memchr. Not a validator:
+ * from malformed input it reports whatever it found. */
+struct jscan {
+    const char *model;         /* NULL = none */
+    size_t model_len;
+    bool usage;                /* a top-level "usage" object */
+    int64_t prompt, completion, input, output, cached; /* -1 = absent */
+    size_t text;
+};
+
+enum {
+    JK_NONE, JK_OTHER, JK_TEXT, JK_MODEL, JK_USAGE, JK_PROMPT, JK_COMPLETION, JK_INPUT,
+    JK_OUTPUT, JK_PTD, JK_CACHED
+};
+
+#define JSCAN_DEPTH 4
+
+/* The key s (n bytes, raw) at depth (open containers) inside the containers
+ * opened as the values of stack[0..depth-1]. */
+static int jscan_key(const char *s, size_t n, int depth, const unsigned char *stack)
+{
+#define JK_IS(lit) (n == sizeof(lit) - 1 && memcmp(s, lit, sizeof(lit) - 1) == 0)
+    if (JK_IS("content") || JK_IS("arguments") || JK_IS("refusal"))
+        return JK_TEXT;
+    if (depth == 1) {
+        if (JK_IS("model"))
+            return JK_MODEL;
+        if (JK_IS("usage"))
+            return JK_USAGE;
+    } else if (depth == 2 && stack[1] == JK_USAGE) {
+        if (JK_IS("prompt_tokens"))
+            return JK_PROMPT;
+        if (JK_IS("completion_tokens"))
+            return JK_COMPLETION;
+        if (JK_IS("input_tokens"))
+            return JK_INPUT;
+        if (JK_IS("output_tokens"))
+            return JK_OUTPUT;
+        if (JK_IS("prompt_tokens_details"))
+            return JK_PTD;
+    } else if (depth == 3 && stack[1] == JK_USAGE && stack[2] == JK_PTD) {
+        if (JK_IS("cached_tokens"))
+            return JK_CACHED;
+    }
+    return JK_OTHER;
+#undef JK_IS
+}
+
+static void jscan(const char *p, size_t len, struct jscan *r)
+{
+    memset(r, 0, sizeof *r);
+    r->prompt = r->completion = r->input = r->output = r->cached = -1;
+    unsigned char stack[JSCAN_DEPTH] = {0};
+    int depth = 0, key = JK_NONE;
+    const char *end = p + len;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            const char *s = p + 1, *q = s;
+            for (;;) { /* the closing quote: one not escaped by an odd run of backslashes */
+                q = memchr(q, '"', (size_t)(end - q));
+                if (!q)
+                    return; /* cut short */
+                const char *b = q;
+                while (b > s && b[-1] == '\\')
+                    b--;
+                if (((q - b) & 1) == 0)
+                    break;
+                q++;
+            }
+            size_t n = (size_t)(q - s);
+            p = q + 1;
+            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+                p++;
+            if (p < end && *p == ':') { /* a key: its value follows */
+                key = jscan_key(s, n, depth, stack);
+                p++;
+                continue;
+            }
+            if (key == JK_TEXT)
+                r->text += n;
+            else if (key == JK_MODEL && depth == 1 && !r->model) {
+                r->model = s;
+                r->model_len = n;
+            }
+            key = JK_NONE;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (c == '{' && key == JK_USAGE && depth == 1)
+                r->usage = true;
+            if (depth < JSCAN_DEPTH)
+                stack[depth] = (unsigned char)(c == '{' ? key : JK_OTHER);
+            depth++;
+            key = JK_NONE;
+        } else if (c == '}' || c == ']') {
+            if (depth > 0)
+                depth--;
+            key = JK_NONE;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const char *n0 = p;
+            bool neg = c == '-';
+            int64_t v = 0;
+            if (neg)
+                p++;
+            while (p < end && *p >= '0' && *p <= '9' && v < INT64_MAX / 10 - 10)
+                v = v * 10 + (*p++ - '0');
+            bool integer = p > n0 + neg && (p == end || (*p != '.' && *p != 'e' && *p != 'E' &&
+                                                         (*p < '0' || *p > '9')));
+            while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' ||
+                               *p == '+' || *p == '-'))
+                p++;
+            if (integer) {
+                v = neg ? -v : v;
+                switch (key) {
+                case JK_PROMPT: r->prompt = v; break;
+                case JK_COMPLETION: r->completion = v; break;
+                case JK_INPUT: r->input = v; break;
+                case JK_OUTPUT: r->output = v; break;
+                case JK_CACHED: r->cached = v; break;
+                default: break;
+                }
+            }
+            key = JK_NONE;
+            continue;
+        } else if (c == ',') {
+            key = JK_NONE;
+        }
+        p++;
+    }
+}
+
+/* The model jscan found in doc (len bytes), decoded, owned; NULL when none.
+ * Escaped names (never seen in practice) are read by jansson. */
+static char *jscan_model(const struct jscan *r, const char *doc, size_t len)
+{
+    if (!r->model)
+        return NULL;
+    if (!memchr(r->model, '\\', r->model_len))
+        return xstrndup(r->model, r->model_len);
+    json_t *root = json_loadb(doc, len, 0, NULL);
+    const char *m = json_string_value(json_object_get(root, "model"));
+    char *out = m ? xstrdup(m) : NULL;
+    json_decref(root);
+    return out;
+}
+
 static int64_t estimate_tokens(size_t bytes)
 {
     return (int64_t)((bytes + 3) / 4);
@@ -805,26 +1015,21 @@ static void record_and_free(struct gw_req *g, int status)
             if (g->s_model)
                 model = g->s_model;
         }
-        json_t *root = NULL;
+        char *body_model = NULL;
         if (!have_usage && g->copy.len) {
-            root = json_loadb(g->copy.p, g->copy.len, 0, NULL);
-            json_t *usage = json_object_get(root, "usage");
-            if (json_is_object(usage)) {
-                json_t *pt = json_object_get(usage, "prompt_tokens");
-                json_t *ct = json_object_get(usage, "completion_tokens");
-                if (!pt)
-                    pt = json_object_get(usage, "input_tokens");
-                if (!ct)
-                    ct = json_object_get(usage, "output_tokens");
-                u.prompt_tokens = json_integer_value(pt);
-                u.completion_tokens = json_integer_value(ct);
-                u.cached_tokens = json_integer_value(json_object_get(
-                    json_object_get(usage, "prompt_tokens_details"), "cached_tokens"));
+            struct jscan r;
+            jscan(g->copy.p, g->copy.len, &r);
+            if (r.usage) {
+                int64_t pt = r.prompt >= 0 ? r.prompt : r.input;
+                int64_t ct = r.completion >= 0 ? r.completion : r.output;
+                u.prompt_tokens = pt > 0 ? pt : 0;
+                u.completion_tokens = ct > 0 ? ct : 0;
+                u.cached_tokens = r.cached > 0 ? r.cached : 0;
                 have_usage = true;
             }
-            const char *m = json_string_value(json_object_get(root, "model"));
-            if (m)
-                model = m;
+            body_model = jscan_model(&r, g->copy.p, g->copy.len);
+            if (body_model)
+                model = body_model;
         }
         if (!have_usage && status < 400) {
             /* The provider sent no usage: count (about four bytes a token). */
@@ -844,7 +1049,7 @@ static void record_and_free(struct gw_req *g, int status)
         u.status = status;
         metrics_tokens(u.prompt_tokens, u.completion_tokens);
         gateway_record(g->app, &u);
-        json_decref(root);
+        free(body_model);
     }
     char *route = xasprintf("/v1%s", g->path ? g->path : "");
     if (strchr(route + 4, '/'))
@@ -869,16 +1074,26 @@ static void record_and_free(struct gw_req *g, int status)
 
 static void start_upstream(struct gw_req *g);
 
-static bool hop_by_hop(const char *name)
+/* name: n bytes, not NUL-terminated */
+static bool hop_by_hop(const char *name, size_t n)
 {
     static const char *const skip[] = {"connection", "keep-alive", "transfer-encoding",
                                        "content-length", "te", "trailer", "upgrade",
                                        "proxy-authenticate", "set-cookie", "date", "server",
                                        "alt-svc", "strict-transport-security", "x-request-id"};
     for (size_t i = 0; i < COAI_ARRAY_LEN(skip); i++)
-        if (strcasecmp(name, skip[i]) == 0)
+        if (strlen(skip[i]) == n && strncasecmp(name, skip[i], n) == 0)
             return true;
-    return strncasecmp(name, "x-ratelimit-", 12) == 0 || strncasecmp(name, "cf-", 3) == 0;
+    return (n >= 12 && strncasecmp(name, "x-ratelimit-", 12) == 0) ||
+           (n >= 3 && strncasecmp(name, "cf-", 3) == 0);
+}
+
+static void add_fwd_headers(struct gw_req *g, struct evkeyvalq *h)
+{
+    for (size_t i = 0; i < g->nfh; i++) {
+        const char *name = g->hb + g->fh[i];
+        evhttp_add_header(h, name, name + strlen(name) + 1);
+    }
 }
 
 static void start_reply(struct gw_req *g)
@@ -889,61 +1104,31 @@ static void start_reply(struct gw_req *g)
         return;
     struct evkeyvalq *h = evhttp_request_get_output_headers(g->req);
     http_add_common_headers(g->req, g->req_id);
-    for (size_t i = 0; i < g->nfh; i++)
-        evhttp_add_header(h, g->fh[i].name, g->fh[i].value);
+    add_fwd_headers(g, h);
     add_ratelimit_headers(g, h);
     evhttp_send_reply_start(g->req, (int)g->status, reason((int)g->status));
 }
 
-/* Bytes of every JSON string value that follows key (e.g. "\"content\":\""),
- * escapes counted as written: a cheap stand-in for the decoded length. */
-static size_t string_bytes_after(const char *p, size_t len, const char *key, size_t klen)
-{
-    size_t total = 0;
-    const char *end = p + len;
-    for (;;) {
-        const char *k = memmem(p, (size_t)(end - p), key, klen);
-        if (!k)
-            return total;
-        const char *q = k + klen;
-        while (q < end && *q != '"') {
-            q += (*q == '\\' && q + 1 < end) ? 2 : 1;
-        }
-        total += (size_t)(q - (k + klen));
-        p = q;
-    }
-}
-
-/* One event of a relayed stream: only the first one (for the model) and one
- * that carries usage are parsed; the rest are scanned for the length of
- * their text, in case the provider sends no usage (then it is estimated). */
+/* One event of a relayed stream: scanned once (jscan) for the model, the
+ * usage and the length of the text, in case the provider sends no usage
+ * (then it is estimated). Nothing is parsed into a tree. */
 static int on_usage_event(void *arg, const char *event, const char *data, size_t len,
                           const char *id)
 {
     struct gw_req *g = arg;
-    bool usage = memmem(data, len, "\"usage\":{", 9) != NULL;
-    if (!g->s_first || usage) {
-        json_t *root = json_loadb(data, len, 0, NULL);
-        if (!g->s_first && root) {
-            const char *m = json_string_value(json_object_get(root, "model"));
-            if (m && !g->s_model)
-                g->s_model = xstrdup(m);
-            g->s_first = true;
-        }
-        json_t *u = json_object_get(root, "usage");
-        if (json_is_object(u)) {
-            json_t *pt = json_object_get(u, "prompt_tokens");
-            json_t *ct = json_object_get(u, "completion_tokens");
-            if (json_is_integer(pt))
-                g->s_prompt = json_integer_value(pt);
-            if (json_is_integer(ct))
-                g->s_completion = json_integer_value(ct);
-        }
-        json_decref(root);
+    struct jscan r;
+    jscan(data, len, &r);
+    if (!g->s_first && r.model) {
+        g->s_model = jscan_model(&r, data, len);
+        g->s_first = true;
     }
-    g->s_text += string_bytes_after(data, len, "\"content\":\"", 11) +
-                 string_bytes_after(data, len, "\"arguments\":\"", 13) +
-                 string_bytes_after(data, len, "\"refusal\":\"", 11);
+    if (r.usage) {
+        if (r.prompt >= 0)
+            g->s_prompt = r.prompt;
+        if (r.completion >= 0)
+            g->s_completion = r.completion;
+    }
+    g->s_text += r.text;
     return 0;
 }
 
@@ -953,11 +1138,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     size_t len = sz * n;
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* a new response (after 1xx or a redirect): drop what we kept */
-        for (size_t i = 0; i < g->nfh; i++) {
-            free(g->fh[i].name);
-            free(g->fh[i].value);
-        }
         g->nfh = 0;
+        g->hb_len = 0;
         g->retry_after_s = -1;
         return len;
     }
@@ -979,7 +1161,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
         return len;
     }
     const char *colon = memchr(p, ':', len);
-    if (!colon || g->nfh >= 64)
+    if (!colon || g->nfh >= MAX_FWD_HEADERS)
         return len;
     size_t nl = (size_t)(colon - p);
     const char *v = colon + 1;
@@ -990,23 +1172,24 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     }
     while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
         vl--;
-    char *name = xstrndup(p, nl);
-    if (strcasecmp(name, "retry-after") == 0) {
+    if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) {
         char tmp[32];
         snprintf(tmp, sizeof tmp, "%.*s", (int)(vl < 31 ? vl : 31), v);
         g->retry_after_s = strtol(tmp, NULL, 10);
     }
-    if (hop_by_hop(name)) {
-        free(name);
+    if (hop_by_hop(p, nl))
         return len;
+    size_t need = g->hb_len + nl + vl + 2;
+    if (need > g->hb_cap) {
+        g->hb_cap = need > 1024 ? need * 2 : 1024;
+        g->hb = xrealloc(g->hb, g->hb_cap);
     }
-    if (g->nfh == g->capfh) {
-        g->capfh = g->capfh ? g->capfh * 2 : 16;
-        g->fh = xrealloc(g->fh, g->capfh * sizeof *g->fh);
-    }
-    g->fh[g->nfh].name = name;
-    g->fh[g->nfh].value = xstrndup(v, vl);
-    g->nfh++;
+    g->fh[g->nfh++] = (uint32_t)g->hb_len;
+    memcpy(g->hb + g->hb_len, p, nl);
+    g->hb[g->hb_len + nl] = '\0';
+    memcpy(g->hb + g->hb_len + nl + 1, v, vl);
+    g->hb[g->hb_len + nl + 1 + vl] = '\0';
+    g->hb_len = need;
     return len;
 }
 
@@ -1026,7 +1209,19 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
     }
     if (!g->client_gone && g->req) {
         evbuffer_add(g->out, p, len);
-        evhttp_send_reply_chunk(g->req, g->out);
+        if (!g->dirty) {
+            struct gateway *gw = g->gw;
+            g->dirty = true;
+            g->dprev = NULL;
+            g->dnext = gw->dirty;
+            if (gw->dirty)
+                gw->dirty->dprev = g;
+            gw->dirty = g;
+            if (!gw->flush_armed) {
+                gw->flush_armed = true;
+                event_active(gw->flush_ev, EV_TIMEOUT, 0);
+            }
+        }
     }
     if (g->sse)
         (void)sse_parser_feed(g->sse, p, len);
@@ -1047,8 +1242,7 @@ static void send_held(struct gw_req *g)
     int status = (int)g->status;
     if (g->req && !g->client_gone) {
         http_add_common_headers(g->req, g->req_id);
-        for (size_t i = 0; i < g->nfh; i++)
-            evhttp_add_header(h, g->fh[i].name, g->fh[i].value);
+        add_fwd_headers(g, h);
         add_ratelimit_headers(g, h);
         struct evbuffer *b = evbuffer_new();
         evbuffer_add(b, buf_str(&g->held), g->held.len);
@@ -1095,7 +1289,7 @@ static void on_upstream_done(CURL *easy, CURLcode rc, void *arg)
     struct gw_req *g = arg;
     if (!g->headers_done)
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &g->status);
-    curl_easy_cleanup(g->easy);
+    easy_put(g->gw, g->easy);
     g->easy = NULL;
     curl_slist_free_all(g->hdrs);
     g->hdrs = NULL;
@@ -1138,6 +1332,7 @@ static void on_upstream_done(CURL *easy, CURLcode rc, void *arg)
         return;
     }
     if (g->req && !g->client_gone) {
+        flush_out(g);
         detach_close(g);
         security_reply_end(g->req); /* a stream that broke mid-way ends here too */
     }
@@ -1155,7 +1350,7 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
     if (g->easy) {
         /* stop spending: cancel the provider request */
         curlev_remove(g->app->curl, g->easy);
-        curl_easy_cleanup(g->easy);
+        easy_put(g->gw, g->easy);
         g->easy = NULL;
         struct evhttp_request *req = g->req;
         g->req = NULL;
@@ -1294,15 +1489,28 @@ static void start_upstream(struct gw_req *g)
         return reply_error(g, 503, "server_error", "no_provider_key", -1, true,
                            "no provider key is configured for this account");
     }
-    char *path = g->query ? xasprintf("%s?%s", g->path, g->query) : xstrdup(g->path);
-    g->easy = provider_easy_new(g->app, &g->pc, path, NULL, g->stream, &g->hdrs);
-    free(path);
-    if (!g->easy)
-        return reply_error(g, 500, "server_error", "internal_error", -1, false,
-                           "cannot create the provider request");
-    /* provider_easy_new sets JSON defaults; the relay sends the client's own */
-    curl_slist_free_all(g->hdrs);
-    g->hdrs = NULL;
+    struct gateway *gw = g->gw;
+    if (gw->neasy_free) {
+        /* a used handle: provider_easy_new's options are still set */
+        g->easy = gw->easy_free[--gw->neasy_free];
+        char *url = xasprintf("%s%s%s%s", g->pc.base_url, g->path, g->query ? "?" : "",
+                              g->query ? g->query : "");
+        curl_easy_setopt(g->easy, CURLOPT_URL, url);
+        free(url);
+    } else {
+        char *path = g->query ? xasprintf("%s?%s", g->path, g->query) : xstrdup(g->path);
+        g->easy = provider_easy_new(g->app, &g->pc, path, NULL, g->stream, &g->hdrs);
+        free(path);
+        if (!g->easy)
+            return reply_error(g, 500, "server_error", "internal_error", -1, false,
+                               "cannot create the provider request");
+        /* provider_easy_new sets JSON defaults; the relay sends the client's own */
+        curl_slist_free_all(g->hdrs);
+        g->hdrs = NULL;
+        curl_easy_setopt(g->easy, CURLOPT_ACCEPT_ENCODING, NULL);
+        curl_easy_setopt(g->easy, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(g->easy, CURLOPT_WRITEFUNCTION, on_body);
+    }
     char *auth = xasprintf("Authorization: Bearer %s", g->pc.api_key);
     g->hdrs = curl_slist_append(g->hdrs, auth);
     secure_wipe(auth, strlen(auth));
@@ -1322,29 +1530,25 @@ static void start_upstream(struct gw_req *g)
     }
     g->hdrs = curl_slist_append(g->hdrs, "Expect:");
     curl_easy_setopt(g->easy, CURLOPT_HTTPHEADER, g->hdrs);
-    curl_easy_setopt(g->easy, CURLOPT_ACCEPT_ENCODING, NULL);
+    /* every option a previous request of this handle may have set */
     if (g->method == EVHTTP_REQ_POST) {
+        curl_easy_setopt(g->easy, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(g->easy, CURLOPT_POST, 1L);
         curl_easy_setopt(g->easy, CURLOPT_POSTFIELDS, g->body ? g->body : "");
         curl_easy_setopt(g->easy, CURLOPT_POSTFIELDSIZE, (long)g->body_len);
-    } else if (g->method == EVHTTP_REQ_DELETE) {
-        curl_easy_setopt(g->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
     } else {
         curl_easy_setopt(g->easy, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(g->easy, CURLOPT_CUSTOMREQUEST,
+                         g->method == EVHTTP_REQ_DELETE ? "DELETE" : NULL);
     }
-    curl_easy_setopt(g->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(g->easy, CURLOPT_HEADERDATA, g);
-    curl_easy_setopt(g->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(g->easy, CURLOPT_WRITEDATA, g);
     g->status = 0;
-    for (size_t i = 0; i < g->nfh; i++) { /* headers of a failed-over attempt */
-        free(g->fh[i].name);
-        free(g->fh[i].value);
-    }
-    g->nfh = 0;
+    g->nfh = 0; /* headers of a failed-over attempt */
+    g->hb_len = 0;
     g->retry_after_s = -1;
     if (curlev_add(g->app->curl, g->easy, on_upstream_done, g) != 0) {
-        curl_easy_cleanup(g->easy);
+        easy_put(gw, g->easy);
         g->easy = NULL;
         reply_error(g, 500, "server_error", "internal_error", -1, false,
                     "cannot start the provider request");
@@ -2067,8 +2271,10 @@ void gateway_shutdown(struct app *app)
         g->easy = NULL;
         if (g->req) {
             detach_close(g);
-            if (g->started && !g->holding)
+            if (g->started && !g->holding) {
+                flush_out(g);
                 security_reply_end(g->req);
+            }
             else
                 evhttp_send_reply(g->req, 503, "Service Unavailable", NULL);
             g->req = NULL;
@@ -2088,6 +2294,7 @@ struct gateway *gateway_new(struct app *app)
     gw->rng = (unsigned)now_ms();
     pthread_mutex_init(&gw->usage_mu, NULL);
     gw->usage_timer = evtimer_new(app->base, on_usage_timer, gw);
+    gw->flush_ev = event_new(app->base, -1, 0, on_flush, gw);
     if (app->redis && crypto_hkdf(app->box_key, sizeof app->box_key, "coai/redis-keys/v1",
                                   gw->key_secret) == 0) {
         /* the secret main.c gives ratelimit.c: one naming scheme for coai:* keys */
@@ -2113,6 +2320,8 @@ void gateway_free(struct gateway *gw)
             gr_free(g);
         }
     }
+    for (size_t i = 0; i < gw->neasy_free; i++) /* before curlev_free: they hold its share */
+        curl_easy_cleanup(gw->easy_free[i]);
     strmap_free(gw->principals, principal_free);
     strmap_free(gw->users, free);
     strmap_free(gw->tokens, free);
@@ -2126,6 +2335,8 @@ void gateway_free(struct gateway *gw)
     pthread_mutex_destroy(&gw->usage_mu);
     if (gw->usage_timer)
         event_free(gw->usage_timer);
+    if (gw->flush_ev)
+        event_free(gw->flush_ev);
     secure_wipe(gw->key_secret, sizeof gw->key_secret);
     free(gw);
 }
