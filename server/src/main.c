@@ -432,6 +432,14 @@ static int cmd_serve(struct app *app)
         }
         secure_wipe(rk, sizeof rk);
     }
+    if (cfg->tls_cert) { /* libssl and libevent_openssl: loaded only for TLS */
+        char lerr[320];
+        if (lazy_load(LAZY_SSL, lerr, sizeof lerr) != 0) {
+            fprintf(stderr, "chatopenaii: CHATOPENAII_TLS_CERT: %s\n", lerr);
+            serve_teardown(app);
+            return 1;
+        }
+    }
     metrics_init();
     metrics_loop_lag_start(app->base);
     /* One store connection at start (the one above, taken over by worker

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/opensslv.h>
 
 #include "log.h"
 
@@ -32,6 +33,12 @@ static const struct lazy_lib_info g_info[LAZY_N] = {
     [LAZY_PQ] = {"libpq", "libpq.so.5", "CHATOPENAII_LIBPQ", "libpq5", &lazy_pq_syms},
     [LAZY_REDIS] = {"hiredis", "libhiredis.so." STR(HIREDIS_SONAME), "CHATOPENAII_LIBHIREDIS",
                     "libhiredis" STR(HIREDIS_SONAME), &lazy_redis_syms},
+    [LAZY_SSL] = {"libssl", "libssl.so." STR(OPENSSL_VERSION_MAJOR), "CHATOPENAII_LIBSSL",
+                  "libssl" STR(OPENSSL_VERSION_MAJOR), &lazy_ssl_syms},
+    /* libevent's soname for every 2.1.x; it needs libevent_core, already loaded */
+    [LAZY_EVENT_SSL] = {"libevent_openssl", "libevent_openssl-2.1.so.7",
+                        "CHATOPENAII_LIBEVENT_OPENSSL", "libevent-openssl-2.1-7",
+                        &lazy_event_ssl_syms},
 };
 
 int lazy_state[LAZY_N];
@@ -79,6 +86,9 @@ static int do_load(enum lazy_lib lib, char *err, size_t errlen)
         s->fns[i] = f;
     }
     if (lib == LAZY_CURL && lazy_curl_after_load(err, errlen) != 0)
+        return -1;
+    /* TLS needs both: fail at set-up, not at the first connection */
+    if (lib == LAZY_SSL && lazy_load(LAZY_EVENT_SSL, err, errlen) != 0)
         return -1;
     char ms[32];
     snprintf(ms, sizeof ms, "=%.1f", mono_ms() - t0);

@@ -1,12 +1,13 @@
-/* lazy.h - libcurl, libpq and hiredis, loaded with dlopen when first needed.
+/* lazy.h - libcurl, libpq, hiredis and libssl (with libevent_openssl),
+ * loaded with dlopen when first needed.
  *
  * The binary links none of the three: together they pull in about thirty
  * shared libraries (GnuTLS, Kerberos, LDAP, libssh2, ...) that cost ~15 ms
  * of start-up and ~4 MB of resident memory, while a SQLite instance needs
- * libpq never, hiredis only with CHATOPENAII_REDIS_URL, and libcurl only
- * once a provider request is made.
+ * libpq never, hiredis only with CHATOPENAII_REDIS_URL, libssl only with
+ * CHATOPENAII_TLS_CERT, and libcurl only once a provider request is made.
  *
- * lazy_curl.c, lazy_pq.c and lazy_redis.c define the functions the server
+ * lazy_curl.c, lazy_pq.c, lazy_redis.c and lazy_ssl.c define the functions the server
  * calls under the libraries' own names (curl_easy_setopt, PQexec, ...);
  * each forwards to the real function found with dlsym, so the rest of the
  * code includes <curl/curl.h>, <libpq-fe.h> or <hiredis/hiredis.h> and
@@ -21,7 +22,8 @@
  * that finds its library missing prints why and exits.
  *
  * CHATOPENAII_LIBCURL, CHATOPENAII_LIBPQ and CHATOPENAII_LIBHIREDIS name
- * another file to load (tests use a missing one).
+ * another file to load (tests use a missing one); likewise
+ * CHATOPENAII_LIBSSL and CHATOPENAII_LIBEVENT_OPENSSL.
  */
 #ifndef COAI_LAZY_H
 #define COAI_LAZY_H
@@ -29,7 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum lazy_lib { LAZY_CURL, LAZY_PQ, LAZY_REDIS, LAZY_N };
+enum lazy_lib { LAZY_CURL, LAZY_PQ, LAZY_REDIS, LAZY_SSL, LAZY_EVENT_SSL, LAZY_N };
 
 /* Loads lib and resolves every function the server uses from it (libcurl:
  * also curl_global_init). Blocking; thread-safe; loads once. Returns 0, or

@@ -1,5 +1,5 @@
 /* lazy_int.h - what lazy.c shares with the wrapper files lazy_curl.c,
- * lazy_pq.c and lazy_redis.c. Not for use outside lib/lazy*.c. */
+ * lazy_pq.c, lazy_redis.c and lazy_ssl.c. Not for use outside lib/lazy*.c. */
 #ifndef COAI_LAZY_INT_H
 #define COAI_LAZY_INT_H
 
@@ -19,6 +19,8 @@ extern int lazy_state[LAZY_N];               /* LAZY_*; written under lazy.c's l
 extern const struct lazy_syms lazy_curl_syms; /* lazy_curl.c */
 extern const struct lazy_syms lazy_pq_syms;   /* lazy_pq.c */
 extern const struct lazy_syms lazy_redis_syms; /* lazy_redis.c */
+extern const struct lazy_syms lazy_ssl_syms;   /* lazy_ssl.c */
+extern const struct lazy_syms lazy_event_ssl_syms; /* lazy_ssl.c */
 
 /* Loads lib or, if it cannot be loaded, prints why and exits: for calls
  * that have no way to report the failure. */
