@@ -19,6 +19,10 @@
  * write): then throughput is bounded by latency, not by this machine's
  * CPU, as it is in front of a real provider.
  *
+ * POST /bench/delay/MS changes that delay for the answers that follow (the
+ * bench's second pass, without restarting anything or losing the warm
+ * keep-alive connections of the targets).
+ *
  * Usage: upstream PORT SSE_FILE JSON_FILE [DELAY_MS]   (prints "ready")
  */
 #define _GNU_SOURCE
@@ -68,6 +72,7 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static const char resp_ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 static char *resp_stream, *resp_json, *resp_404;
 static size_t resp_stream_len, resp_json_len, resp_404_len;
 
@@ -242,7 +247,12 @@ static int handle(int ep, struct conn *c)
         const char *body = c->rbuf + hlen;
         const char *r;
         size_t rn;
-        if (strncmp(c->rbuf, "POST ", 5) != 0 ||
+        if (strncmp(c->rbuf, "POST /bench/delay/", 18) == 0) {
+            /* the bench's control: hold later answers this long (ms) */
+            delay_us = (int64_t)(atof(c->rbuf + 18) * 1000);
+            r = resp_ok;
+            rn = strlen(resp_ok);
+        } else if (strncmp(c->rbuf, "POST ", 5) != 0 ||
             !memmem(c->rbuf, hlen, "/chat/completions ", 18)) {
             r = resp_404;
             rn = resp_404_len;
@@ -254,7 +264,7 @@ static int handle(int ep, struct conn *c)
             r = resp_json;
             rn = resp_json_len;
         }
-        if (delay_us > 0) {
+        if (delay_us > 0 && r != resp_ok) {
             struct pend *q = malloc(sizeof *q);
             *q = (struct pend){c, r, rn, now_us() + delay_us, NULL};
             if (pend_tail)
