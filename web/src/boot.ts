@@ -1,16 +1,20 @@
 // boot.ts - the first module of the bundle to run (main.tsx imports it before
-// anything else, and it imports no components, so neither markdown nor
-// DOMPurify): the session check and, when the page opens on /c/<id>, the chat
-// are requested now, while the rest of the app is still being evaluated.
-// The chat is opened as soon as it arrives, so the chat page's first render
-// already has its messages.
+// anything else). It imports only the API client and the router, nothing
+// that touches storage or renders (the first localStorage access alone can
+// take milliseconds), so the session check and, when the page opens on
+// /c/<id>, the chat are requested before the rest of the app is evaluated.
+// state/session.ts and state/chat.ts take the answers from state/early.ts.
 
+import { api } from './api/client';
 import { mark } from './lib/perf';
-import { prefetchSession } from './state/session';
-import { prefetchChat } from './state/chat';
 import { parseRoute } from './state/router';
+import { early } from './state/early';
 
 mark('boot');
-prefetchSession();
+early.me = api.me();
+early.me.catch(() => {}); // checkSession reads the outcome
 const first = parseRoute(location.pathname);
-if (first.name === 'chat') prefetchChat(first.id);
+if (first.name === 'chat') {
+  early.chat = { id: first.id, p: api.chatEarly(first.id) };
+  early.chat.p.catch(() => {}); // the chat state reads the outcome
+}

@@ -7,9 +7,11 @@ import './styles.css';
 import { App } from './App';
 import { theme } from './state/ui';
 import { onSignedIn, onSignedOut } from './state/session';
+import { route } from './state/router';
 import { loadChats, resetChats } from './state/chats';
 import { loadConnection, loadModels } from './state/connection';
-import { closeChat, refreshOpenChat } from './state/chat';
+import { closeChat, openEarlyChat, refreshOpenChat } from './state/chat';
+import { warmUpMarkdown } from './lib/markdown';
 
 if (import.meta.env.DEV) void import('./debug');
 
@@ -39,4 +41,12 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshOpenChat();
 });
 
+// The chat boot.ts requested opens as soon as it arrives.
+openEarlyChat();
+
 render(<App />, document.getElementById('app')!);
+
+// While a chat is on its way: the markdown renderer's first run (regular
+// expressions compiled, the sanitizer's document set up) happens now, not
+// on the way to the chat's first paint.
+if (route.value.name === 'chat') setTimeout(warmUpMarkdown, 0);

@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { describe, expect, it } from 'vitest';
-import { BlockSplitter, IncrementalMarkdown, SOFT_HARD, blockRenderCount, renderBlock, renderMarkdown, splitBlocks } from './markdown';
+import { BlockSplitter, IncrementalMarkdown, SOFT_HARD, blockRenderCount, renderBlock, renderMarkdown, splitBlocks, warmUpMarkdown } from './markdown';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -261,5 +261,14 @@ describe('endless paragraphs', () => {
     expect(splitBlocks(list).length).toBe(1);
     const fence = '```\n' + sentences(600) + '\n```';
     expect(splitBlocks(fence).length).toBe(1);
+  });
+});
+
+describe('warmUpMarkdown', () => {
+  it('renders nothing anyone sees and counts no block render', () => {
+    const before = blockRenderCount();
+    warmUpMarkdown();
+    expect(blockRenderCount()).toBe(before);
+    expect(renderMarkdown('**x**')).toContain('<strong>x</strong>');
   });
 });

@@ -1,5 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChat, chatError, chatLoading, openChat, openChatById, prefetchChat, refreshOpenChat, stopGenerating, switchBranch, OpenChat } from './chat';
+import { closeChat, chatError, chatLoading, openChat, openChatById, openEarlyChat, refreshOpenChat, stopGenerating, switchBranch, OpenChat } from './chat';
+import { early } from './early';
+import { api } from '../api/client';
+
+/** What boot.ts and main.tsx do for a page opened on /c/<id>. */
+function prefetchChat(id: string): void {
+  early.chat = { id, p: api.chatEarly(id) };
+  openEarlyChat();
+}
 import { toasts } from './ui';
 import type { Chat, Message } from '../api/types';
 

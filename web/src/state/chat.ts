@@ -5,7 +5,8 @@
 
 import { batch, computed, signal, type Signal } from '@preact/signals';
 import { api, ApiError, followTurn, type TurnStream } from '../api/client';
-import type { Chat, ChatParams, ChatPatch, Message, TurnStarted } from '../api/types';
+import type { Chat, ChatParams, ChatPatch, ChatWithMessages, Message, TurnStarted } from '../api/types';
+import { early } from './early';
 import { announce, toast } from './ui';
 import { chats, loadChats, touchChat, upsertChat } from './chats';
 import { addChild, buildChildren, defaultLeaf, newestLeaf, siblingInfo, visiblePath, type Children, type SiblingInfo, type TreeNode } from './tree';
@@ -203,22 +204,25 @@ let loadSeq = 0;
 let inflight: { id: string; seq: number; p: Promise<void> } | null = null;
 
 /**
- * At boot, when the page opens on /c/<id> (boot.ts): load the chat alongside
- * the session check and open it as soon as it arrives, so the chat page's
- * first render has it. A 401 here only means "signed out": nothing is shown,
- * and the chat page asks again after sign-in.
+ * At boot, when the page opens on /c/<id>: open the chat boot.ts requested
+ * (state/early.ts) as soon as it arrives, so the chat page's first render has
+ * it. A 401 there only means "signed out": nothing is shown, and the chat page
+ * asks again after sign-in.
  */
-export function prefetchChat(id: string): void {
-  void load(id, true);
+export function openEarlyChat(): void {
+  const e = early.chat;
+  early.chat = null;
+  if (e) void load(e.id, e.p);
 }
 
 export function openChatById(id: string): Promise<void> {
   if (openChat.value?.id === id) return Promise.resolve();
   if (inflight && inflight.id === id && inflight.seq === loadSeq) return inflight.p;
-  return load(id, false);
+  return load(id);
 }
 
-function load(id: string, early: boolean): Promise<void> {
+/** Load and open a chat; `pending` is a request boot.ts already made. */
+function load(id: string, pending: Promise<ChatWithMessages> | null = null): Promise<void> {
   openChat.value?.close();
   const seq = ++loadSeq;
   batch(() => {
@@ -229,7 +233,7 @@ function load(id: string, early: boolean): Promise<void> {
   const entry = { id, seq, p: Promise.resolve() };
   entry.p = (async () => {
     try {
-      const data = await (early ? api.chatEarly(id) : api.chat(id));
+      const data = await (pending ?? api.chat(id));
       if (seq !== loadSeq) return;
       mark('chat-data');
       const c = new OpenChat(data.chat, data.messages);
@@ -237,7 +241,7 @@ function load(id: string, early: boolean): Promise<void> {
       c.followStreaming();
     } catch (e) {
       if (seq !== loadSeq) return;
-      if (early && e instanceof ApiError && e.status === 401) return;
+      if (pending && e instanceof ApiError && e.status === 401) return;
       chatError.value = e instanceof ApiError ? e : new ApiError(0, 'error', String(e));
     } finally {
       if (inflight === entry) inflight = null;

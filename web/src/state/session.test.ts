@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { checkSession, prefetchSession, sessionChecked, user } from './session';
+import { checkSession, sessionChecked, user } from './session';
+import { early } from './early';
+import { api } from '../api/client';
 
 describe('the session check', () => {
   afterEach(() => vi.unstubAllGlobals());
@@ -7,7 +9,7 @@ describe('the session check', () => {
   it('uses the /me request made at boot rather than asking again', async () => {
     const fetch = vi.fn(async () => new Response(JSON.stringify({ user: { id: 'u1', email: 'me@example.com' } }), { status: 200 }));
     vi.stubGlobal('fetch', fetch);
-    prefetchSession();
+    early.me = api.me(); // what boot.ts does
     expect(fetch).toHaveBeenCalledTimes(1);
     await checkSession();
     expect(fetch).toHaveBeenCalledTimes(1);

@@ -5,6 +5,7 @@
 import { signal } from '@preact/signals';
 import { api, ApiError, setUnauthorizedHandler } from '../api/client';
 import type { User } from '../api/types';
+import { early } from './early';
 
 export const user = signal<User | null>(null);
 /** false until the first /me answered. */
@@ -36,17 +37,11 @@ function signedIn(u: User): void {
   for (const fn of listeners) fn();
 }
 
-// /me requested at boot (boot.ts), before the app's first render.
-let early: Promise<{ user: User }> | null = null;
-export function prefetchSession(): void {
-  early = api.me();
-  early.catch(() => {}); // checkSession reads the outcome
-}
-
 export async function checkSession(): Promise<void> {
   try {
-    const p = early ?? api.me();
-    early = null;
+    // The /me request boot.ts made, if not used yet.
+    const p = early.me ?? api.me();
+    early.me = null;
     const { user: u } = await p;
     signedIn(u);
   } catch (e) {
