@@ -598,6 +598,262 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
+/* ---- the fast decoder against jansson's -------------------------------- */
+
+/* Both decoders see the same payloads and must report and keep the same. */
+struct dual {
+    struct oai_stream *fast, *slow;
+};
+
+static void dual_init(struct dual *d)
+{
+    d->fast = oai_stream_new();
+    d->slow = oai_stream_new();
+    oai_stream_set_fast_path(d->slow, false);
+}
+
+static void dual_free(struct dual *d)
+{
+    oai_stream_free(d->fast);
+    oai_stream_free(d->slow);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+    return an == bn && (an == 0 || (a && b && memcmp(a, b, an) == 0));
+}
+
+static char *parts_text(const struct oai_stream *s)
+{
+    json_t *p = oai_stream_parts_json(s);
+    char *t = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    return t;
+}
+
+/* Feed one payload to both; fails the test on any difference. Returns
+ * whether the fast path decoded it. */
+static bool dual_feed(struct dual *d, const char *data, size_t len, const char *what)
+{
+    struct oai_update uf, us;
+    unsigned long hits = oai_stream_fast_hits(d->fast);
+    enum oai_feed rf = oai_stream_feed(d->fast, data, len, &uf);
+    enum oai_feed rs = oai_stream_feed(d->slow, data, len, &us);
+    bool fast = oai_stream_fast_hits(d->fast) != hits;
+    CHECK(rf == rs, "%s: result %d (fast path %d) vs %d for %.*s", what, rf, fast, rs, (int)len, data);
+    CHECK(same_bytes(uf.content, uf.content_len, us.content, us.content_len), "%s: content delta of %.*s",
+          what, (int)len, data);
+    CHECK(same_bytes(uf.refusal, uf.refusal_len, us.refusal, us.refusal_len), "%s: refusal delta of %.*s",
+          what, (int)len, data);
+    CHECK(uf.tool_call_count == us.tool_call_count, "%s: tool deltas", what);
+    for (size_t i = 0; i < uf.tool_call_count; i++)
+        CHECK(uf.tool_calls[i].index == us.tool_calls[i].index &&
+                  same_str(uf.tool_calls[i].id, us.tool_calls[i].id) &&
+                  same_str(uf.tool_calls[i].name, us.tool_calls[i].name) &&
+                  same_bytes(uf.tool_calls[i].arguments, uf.tool_calls[i].arguments_len,
+                             us.tool_calls[i].arguments, us.tool_calls[i].arguments_len),
+              "%s: tool delta %zu", what, i);
+    CHECK(same_str(uf.finish_reason, us.finish_reason), "%s: finish_reason of %.*s", what, (int)len, data);
+    CHECK(uf.has_usage == us.has_usage && uf.prompt_tokens == us.prompt_tokens &&
+              uf.completion_tokens == us.completion_tokens,
+          "%s: usage of %.*s", what, (int)len, data);
+    CHECK(same_str(uf.error_message, us.error_message) && same_str(uf.error_type, us.error_type) &&
+              same_str(uf.error_code, us.error_code),
+          "%s: error fields", what);
+    /* and what both keep */
+    size_t fl, sl;
+    const char *fc = oai_stream_content(d->fast, &fl), *sc = oai_stream_content(d->slow, &sl);
+    CHECK(same_bytes(fc, fl, sc, sl), "%s: accumulated content", what);
+    fc = oai_stream_refusal(d->fast, &fl);
+    sc = oai_stream_refusal(d->slow, &sl);
+    CHECK(same_bytes(fc, fl, sc, sl), "%s: accumulated refusal", what);
+    CHECK(same_str(oai_stream_finish_reason(d->fast), oai_stream_finish_reason(d->slow)),
+          "%s: finish_reason kept", what);
+    CHECK(same_str(oai_stream_model(d->fast), oai_stream_model(d->slow)), "%s: model kept", what);
+    int64_t a, b, c, e;
+    oai_stream_usage(d->fast, &a, &b);
+    oai_stream_usage(d->slow, &c, &e);
+    CHECK(a == c && b == e, "%s: usage kept", what);
+    CHECK(oai_stream_done(d->fast) == oai_stream_done(d->slow), "%s: done", what);
+    char *pf = parts_text(d->fast), *ps = parts_text(d->slow);
+    CHECK(strcmp(pf, ps) == 0, "%s: parts %s vs %s", what, pf, ps);
+    free(pf);
+    free(ps);
+    return fast;
+}
+
+/* Mutations of a payload: a byte replaced by one JSON cares about, deleted,
+ * doubled, or the payload cut short. */
+static size_t mutate(const char *in, size_t n, char *out, uint64_t *seed)
+{
+    static const char pick[] = "\"\\{}[],:0123456789eE.-+ntfu \t\x01\x7f\xc3\xa9\xed\xa0\x80\xf0\x9d/";
+    memcpy(out, in, n);
+    if (n == 0)
+        return 0;
+    size_t at = (size_t)(rng_next(seed) % n);
+    switch (rng_next(seed) % 4) {
+    case 0:
+        out[at] = pick[rng_next(seed) % (sizeof pick - 1)];
+        return n;
+    case 1:
+        memmove(out + at, out + at + 1, n - at - 1);
+        return n - 1;
+    case 2:
+        memmove(out + at + 1, out + at, n - at);
+        return n + 1;
+    default:
+        return at;
+    }
+}
+
+/* Every payload of a fixture through both decoders, in order, then
+ * mutations of each (on streams that have seen the payloads before it). */
+static void fast_vs_jansson(const char *name, const struct recs *rs)
+{
+    struct dual d;
+    dual_init(&d);
+    for (size_t i = 0; i < rs->n; i++)
+        dual_feed(&d, rs->recs[i].data, rs->recs[i].len, name);
+    dual_free(&d);
+
+    uint64_t seed = 0xC0FFEE;
+    for (const char *c = name; *c; c++)
+        seed = (seed ^ (unsigned char)*c) * 0x100000001B3ULL;
+    size_t np = rs->n < 40 ? rs->n : 40;
+    for (size_t i = 0; i < np; i++) {
+        const char *p = rs->recs[i].data;
+        size_t n = rs->recs[i].len;
+        char *m = xmalloc(n + 2);
+        for (int k = 0; k < 25; k++) {
+            size_t mn = mutate(p, n, m, &seed);
+            dual_init(&d);
+            if (i > 0)
+                dual_feed(&d, rs->recs[0].data, rs->recs[0].len, name);
+            dual_feed(&d, m, mn, name);
+            dual_free(&d);
+        }
+        free(m);
+    }
+}
+
+/* Hand-made chunks: each decoded alike by both paths; fast[i] says whether
+ * the fast path must take it (the common shapes must not fall back). */
+static void test_oai_fast_path(void **state)
+{
+    COAI_UNUSED(state);
+#define HEAD "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":1727346168,\"model\":\"gpt-4o\",\"system_fingerprint\":\"fp_1\",\"choices\":"
+    static const struct {
+        const char *json;
+        int fast; /* 1: must be decoded by the fast path, 0: must not, -1: either */
+    } cases[] = {
+        /* the shapes OpenAI sends */
+        {HEAD "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"logprobs\":null,\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\" \\\"q\\\" a\\\\b\\t\\n\\r\\b\\f\\/ caf\xc3\xa9 \xe2\x88\x91 \xf0\x9d\x84\x9e\"},\"logprobs\":null,\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"\\u00e9\\u20ac\\ud834\\udd1e\\u0041\\u001f\"},\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}]}", 1},
+        {HEAD "[],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":500,\"total_tokens\":514,\"completion_tokens_details\":{\"reasoning_tokens\":0,\"x\":[1,2.5,-3,true,false,null]}}}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"refusal\":\"I'm sorry\"},\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":null,\"refusal\":\"no \\\"way\\\"\"},\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"x\",\"tool_calls\":[]},\"finish_reason\":null}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"u\"},\"finish_reason\":null,\"usage\":{\"prompt_tokens\":3}}]}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"u\"},\"finish_reason\":null}],\"usage\":null}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"u\"}}],\"usage\":{\"prompt_tokens\":1.5,\"completion_tokens\":-0}}", 1},
+        {HEAD "[{\"index\":0,\"delta\":{\"content\":\"u\"}}],\"usage\":{\"total_tokens\":4}}", 1},
+        {"{\"choices\":[{\"delta\":{\"content\":\"no index\"}}]}", 1},
+        {"{\"choices\":[{\"index\":null,\"delta\":{\"content\":\"null index\"}}]}", 1},
+        {"{\"choices\":[{\"index\":0.0,\"delta\":{\"content\":\"real index\"}}]}", 1},
+        {" \t\r\n{ \"choices\" : [ { \"index\" : 0 , \"delta\" : { \"content\" : \"ws\" } } ] , \"model\" : \"m\" } \n", 1},
+        {"{\"choices\":[{\"index\":0,\"delta\":\"not an object\",\"finish_reason\":7}]}", 1},
+        {"{\"choices\":{\"index\":0},\"model\":5}", 1},
+        {"{\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}],\"choices\":[]}", 1},
+        {"{\"error\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"e\"}}]}", 1},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"\"}],\"model\":\"\"}", 1},
+        {"{}", 1},
+        /* left to jansson */
+        {HEAD "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}", 0},
+        {HEAD "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}", 0},
+        {"{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":529}}", 0},
+        {"{\"error\":\"plain\"}", 0},
+        {"{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"second\"}},{\"index\":0,\"delta\":{\"content\":\"first\"}}]}", 0},
+        {"{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"only 1\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\",\"content\":\"b\"}}]}", 0},
+        {"{\"choices\":[],\"choices\":[{\"index\":0,\"delta\":{\"content\":\"dup\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"nul\\u0000here\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"created\":1e3}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"created\":12345678901234567890123}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":99999999999999999999}}", 0},
+        {"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lone \\ud800 high\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lone \\udc00 low\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"bad \xc3\x28 utf8\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"overlong \xc0\xaf\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"surrogate \xed\xa0\x80\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"raw \x01 control\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"bad \\x escape\"}}]}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]} trailing", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"n\":01}", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"n\":nul}", 0},
+        {"{\"k\\u0065y\":1}", 0},
+        {"[1,2]", 0},
+        {"\"str\"", 0},
+        {"not json", 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"cut", 0},
+    };
+#undef HEAD
+    struct dual d;
+    dual_init(&d);
+    for (size_t i = 0; i < COAI_ARRAY_LEN(cases); i++) {
+        char what[32];
+        snprintf(what, sizeof what, "case %zu", i);
+        bool fast = dual_feed(&d, cases[i].json, strlen(cases[i].json), what);
+        if (cases[i].fast >= 0)
+            CHECK(fast == (cases[i].fast == 1), "case %zu: fast path %s: %s", i,
+                  fast ? "taken" : "not taken", cases[i].json);
+        /* and alone, on fresh streams */
+        struct dual one;
+        dual_init(&one);
+        dual_feed(&one, cases[i].json, strlen(cases[i].json), what);
+        dual_free(&one);
+    }
+    dual_free(&d);
+
+    /* Mutations of the hand-made chunks too. */
+    uint64_t seed = 42;
+    char m[1024];
+    for (size_t i = 0; i < COAI_ARRAY_LEN(cases); i++) {
+        size_t n = strlen(cases[i].json);
+        if (n + 2 > sizeof m)
+            continue;
+        for (int k = 0; k < 300; k++) {
+            size_t mn = mutate(cases[i].json, n, m, &seed);
+            dual_init(&d);
+            dual_feed(&d, m, mn, "mutation");
+            dual_free(&d);
+        }
+    }
+
+    /* The content cap: the fast path refuses what jansson's refuses. */
+    dual_init(&d);
+    size_t big = LIMIT_MESSAGE_CONTENT / 3 + 16; /* the third one is over */
+    char *chunk = xmalloc(big + 64);
+    int k = snprintf(chunk, 64, "{\"choices\":[{\"delta\":{\"content\":\"");
+    memset(chunk + k, 'a', big);
+    memcpy(chunk + k + big, "\"}}]}", 6);
+    for (int i = 0; i < 3; i++)
+        CHECK(dual_feed(&d, chunk, strlen(chunk), "cap"), "the big chunk takes the fast path");
+    free(chunk);
+    dual_free(&d);
+}
+
 static void test_fixture(void **state)
 {
     const struct fixture *f = *state;
@@ -641,6 +897,8 @@ static void test_fixture(void **state)
                   memcmp(whole_recs.recs[i].data, one.recs[i].data, one.recs[i].len) == 0 &&
                   strcmp(whole_recs.recs[i].event, one.recs[i].event) == 0,
               "%s: event %zu differs between whole and 1-byte feeds", name, i);
+    /* The fast decoder and jansson's read every payload alike. */
+    fast_vs_jansson(name, &whole_recs);
     recs_free(&whole_recs);
 
     /* Every split point, SSE layer: same event sequence. */
@@ -1505,6 +1763,7 @@ int main(void)
         cmocka_unit_test(test_oai_choices_and_usage),
         cmocka_unit_test(test_oai_tool_calls),
         cmocka_unit_test(test_oai_content_cap),
+        cmocka_unit_test(test_oai_fast_path),
         cmocka_unit_test(test_fact_text_stop),
         cmocka_unit_test(test_fact_refusal),
         cmocka_unit_test(test_fact_parallel_tools),

@@ -65,6 +65,12 @@ void oai_stream_free(struct oai_stream *s); /* NULL-safe */
 enum oai_feed oai_stream_feed(struct oai_stream *s, const char *data, size_t len,
                               struct oai_update *u);
 
+/* Tests: on (the default), the common chunk shapes are decoded without
+ * jansson; off, every chunk goes through jansson. The result is the same. */
+void oai_stream_set_fast_path(struct oai_stream *s, bool on);
+/* How many chunks the fast path decoded (tests, benchmarks). */
+unsigned long oai_stream_fast_hits(const struct oai_stream *s);
+
 /* Accumulated state. Returned pointers are BORROWED, valid until the next
  * feed or free; strings are NUL-terminated and never NULL unless stated. */
 const char *oai_stream_content(const struct oai_stream *s, size_t *len);
