@@ -10,11 +10,12 @@
 # The server's RSS (VmRSS sampled every 100 ms, and VmHWM) is read meanwhile.
 #
 # Knobs (environment): BENCH_SUBS (10000), BENCH_TURNS (100), BENCH_DELTAS
-# (100), BENCH_PACE_MS (100), BENCH_STAGGER (1: the turns' ticks are spread
+# (50), BENCH_PACE_MS (200), BENCH_STAGGER (1: the turns' ticks are spread
 # over one pace interval, as independent turns are; 0: all turns tick at the
 # same instant, the worst-case burst), BENCH_THREADS (client threads, 1),
 # BENCH_PORT_BASE (18400: provider, +1 server), BENCH_KEEP=1 keeps the work
-# directory. BENCH_RESULTS=FILE appends the table rows (figure, measured,
+# directory, BENCH_PERF=FILE records a perf profile of the server (perf
+# record -g) while the client runs. BENCH_RESULTS=FILE appends the table rows (figure, measured,
 # target, PASS|FAIL; tab-separated).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,8 +23,8 @@ BIN=${1:-build/server/chatopenaii}
 [ -x "$BIN" ] || make build >/dev/null
 SUBS=${BENCH_SUBS:-10000}
 TURNS=${BENCH_TURNS:-100}
-DELTAS=${BENCH_DELTAS:-100}
-PACE=${BENCH_PACE_MS:-100}
+DELTAS=${BENCH_DELTAS:-50}
+PACE=${BENCH_PACE_MS:-200}
 STAGGER=${BENCH_STAGGER:-1}
 THREADS=${BENCH_THREADS:-1}
 PB=${BENCH_PORT_BASE:-18400}
@@ -107,13 +108,28 @@ PIDS+=("$!")
 
 TIMEOUT=$(( 60 + DELTAS * PACE / 1000 ))
 [ "$TIMEOUT" -gt 100 ] && TIMEOUT=100
-s0=$(ticks "$COAI_PID") u0=$(ticks "$UP_PID")
+busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; } # all CPUs, all processes
+# CPU is counted over the streaming phase only (from the provider's start)
+(
+  for _ in $(seq 1 5000); do
+    curl -fs "http://127.0.0.1:$UP_PORT/stats" 2>/dev/null | grep -q ' started=0 ' || break
+    sleep 0.02
+  done
+  echo "$(ticks "$COAI_PID") $(ticks "$UP_PID") $(busy) $(date +%s%N)" >"$WORK/ticks0"
+) &
+PIDS+=("$!")
 echo "bench/fanout: $SUBS subscribers on $TURNS live turns, $DELTAS deltas each every $PACE ms" \
   "(stagger $STAGGER), client threads $THREADS"
+if [ -n "${BENCH_PERF:-}" ]; then # profile the server while the client runs
+  perf record -g -p "$COAI_PID" -o "$BENCH_PERF" >"$WORK/perf.log" 2>&1 &
+  PERF_PID=$!; PIDS+=("$PERF_PID"); sleep 0.5
+fi
 OUT=$("$WORK/subscribers" "$COAI_PORT" "$COOKIE" "$WORK/urls" "$SUBS" "$DELTAS" "$UP_PORT" \
   "$TIMEOUT" "$THREADS" 2>"$WORK/subscribers.log") || {
   echo "bench/fanout: the client failed" >&2; cat "$WORK/subscribers.log" >&2; exit 1; }
-s1=$(ticks "$COAI_PID") u1=$(ticks "$UP_PID")
+s1=$(ticks "$COAI_PID") u1=$(ticks "$UP_PID") b1=$(busy) w1=$(date +%s%N)
+read -r s0 u0 b0 w0 <"$WORK/ticks0" || { echo "bench/fanout: the provider never started" >&2; exit 1; }
+[ -n "${BENCH_PERF:-}" ] && { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
 HWM=$(rss "$COAI_PID" VmHWM) RSS_END=$(rss "$COAI_PID" VmRSS)
 RSS_MAX=$(cat "$WORK/rss_max" 2>/dev/null || echo 0)
 STATS=$(curl -fs "http://127.0.0.1:$UP_PORT/stats")
@@ -128,8 +144,8 @@ awk -v subs="$SUBS" -v turns="$TURNS" -v deltas="$DELTAS" -v pace="$PACE" -v hz=
     -v est="${R[established]}" -v complete="${R[complete]}" -v bad="${R[bad]}" \
     -v timedout="${R[timed_out]}" -v got="${R[deltas]}" -v expect="$EXPECT" -v sent="$SENT" \
     -v p50="${R[p50_us]}" -v p99="${R[p99_us]}" -v p999="${R[p999_us]}" -v mx="${R[max_us]}" \
-    -v open_s="${R[open_s]}" -v stream_s="${R[stream_s]}" -v ccpu="${R[cpu_s]}" \
-    -v scpu=$((s1 - s0)) -v ucpu=$((u1 - u0)) -v idle="$RSS_IDLE" -v hwm="$HWM" \
+    -v open_s="${R[open_s]}" -v stream_s="${R[stream_s]}" -v ccpu="${R[cpu_s]}" -v ccpu0="${R[cpu_open_s]}" \
+    -v scpu=$((s1 - s0)) -v ucpu=$((u1 - u0)) -v allcpu=$((b1 - b0)) -v win=$(( (w1 - w0) / 1000000 )) -v ncpu="$(nproc)" -v idle="$RSS_IDLE" -v hwm="$HWM" \
     -v rmax="$RSS_MAX" -v rend="$RSS_END" -v rt="$RSS_TARGET_MB" -v pt="$P99_TARGET_MS" \
     -v results="${BENCH_RESULTS:-}" '
 BEGIN {
@@ -143,7 +159,10 @@ BEGIN {
   printf "server RSS: idle (turns running, no subscriber) %.1f MB, peak sampled VmRSS %.1f MB, VmHWM %.1f MB, at the end %.1f MB\n",
          idle / 1024, rmax / 1024, hwm / 1024, rend / 1024
   printf "  per subscriber: %.1f KB above idle\n", (hwm - idle) / subs
-  printf "CPU during the run (%.1f s): server %.2f s, client %.2f s, provider %.2f s\n", wall, scpu / hz, ccpu, ucpu / hz
+  cc = ccpu - ccpu0; others = allcpu / hz - scpu / hz - ucpu / hz - cc; if (others < 0) others = 0
+  printf "CPU while the turns streamed (%.1f s wall, %d cores): server %.2f s (%.0f%% of a core, %.1f us per delta delivered),\n", win / 1000, ncpu, scpu / hz, scpu / hz / (win / 1000) * 100, got ? scpu / hz / got * 1e6 : 0
+  printf "  client %.2f s (%.0f%%), provider %.2f s (%.0f%%), other processes of this machine %.2f s (%.0f%% of all cores)%s\n", cc, cc / (win / 1000) * 100, ucpu / hz, ucpu / hz / (win / 1000) * 100, others, others / (win / 1000 * ncpu) * 100, (others / (win / 1000 * ncpu) > 0.1 ? ": the machine was busy, the tails are disturbed; run again on a quiet machine" : "")
+  printf "client CPU opening the subscriptions: %.2f s\n", ccpu0
   ok = complete == subs && sent == turns * deltas
   peak = hwm > rmax ? hwm : rmax
   v1 = ok ? "PASS" : "FAIL"; v2 = peak / 1024 <= rt ? "PASS" : "FAIL"; v3 = (got > 0 && p99 / 1000 <= pt) ? "PASS" : "FAIL"
