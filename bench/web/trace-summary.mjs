@@ -64,8 +64,15 @@ const ev = Array.isArray(raw) ? raw : raw.traceEvents;
 // of the last navigation (about:blank pages have their own renderers).
 const names = new Map();
 for (const e of ev) if (e.name === 'thread_name') names.set(`${e.pid}:${e.tid}`, e.args.name);
-const navs = ev.filter((e) => e.name === 'navigationStart' && names.get(`${e.pid}:${e.tid}`) === 'CrRendererMain' && e.args?.data?.documentLoaderURL?.startsWith('http'));
-if (navs.length === 0) throw new Error('no navigationStart of an http document in the trace');
+// The page's navigation: the http document's navigationStart, or else the
+// first navigationStart of the frame that had the first contentful paint.
+const onMain = (e) => names.get(`${e.pid}:${e.tid}`) === 'CrRendererMain';
+let navs = ev.filter((e) => e.name === 'navigationStart' && onMain(e) && e.args?.data?.documentLoaderURL?.startsWith('http'));
+if (navs.length === 0) {
+  const fcp = ev.find((e) => e.name === 'firstContentfulPaint' && onMain(e));
+  navs = ev.filter((e) => e.name === 'navigationStart' && fcp && e.args?.frame === fcp.args?.frame && e.ts < fcp.ts).sort((a, b) => a.ts - b.ts).slice(0, 1);
+}
+if (navs.length === 0) throw new Error('no navigationStart of the page in the trace');
 const nav = navs[navs.length - 1];
 const t0 = nav.ts;
 const main = (e) => e.pid === nav.pid && e.tid === nav.tid;
