@@ -362,6 +362,13 @@ static void default_instance_id(struct config *cfg)
 
 static int cmd_serve(struct app *app)
 {
+    /* Blocks of 8 MiB and more are mapped on their own and unmapped when
+     * freed. glibc's default threshold rises to the largest such block freed
+     * so far, so after the first sign-in every argon2 hash (19 MiB) came from
+     * its worker's arena and stayed there as the arena's top chunk, which
+     * malloc_trim does not return: up to 19 MiB per worker, for good (found
+     * by bench/soak). A long chat's reply (a few MB) stays below it. */
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
     struct config *cfg = &app->cfg;
     default_instance_id(cfg);
     unsigned char master[32];
