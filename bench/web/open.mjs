@@ -170,7 +170,11 @@ await ctx.addCookies([{ name: cname, value: cvalue, url: URL0 }]);
 await ctx.addInitScript(probe, LAST_ID);
 
 const results = [];
+// On a busy machine, fewer runs rather than over two minutes (the hard
+// deadline above); the report says how many were measured.
+const started = Date.now();
 for (let run = 0; run <= RUNS; run++) {
+  if (run > 1 && Date.now() - started > 75_000) break;
   const page = await ctx.newPage();
   const tracing = process.env.TRACE && run === RUNS;
   if (tracing) await browser.startTracing(page, { path: process.env.TRACE, screenshots: true });
@@ -231,7 +235,7 @@ const row = (label, pick) => console.log(`  ${label.padEnd(34)} median ${f(med(r
 const latestMed = med(results.map((r) => r.latest));
 const latestMax = max(results.map((r) => r.latest));
 
-console.log(`open a ${N.toLocaleString('en')}-message chat in chromium (${RUNS} runs after a warm-up, 1280x800, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
+console.log(`open a ${N.toLocaleString('en')}-message chat in chromium (${results.length} runs after a warm-up, 1280x800, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}):`);
 row('latest message painted in view', (r) => r.latest);
 row('first contentful paint', (r) => r.fcp);
 console.log('  breakdown (from navigation start):');
