@@ -250,8 +250,9 @@ static void unregister(struct turn *t)
 /* Scratch buffers of the loop thread (everything here runs on it): one
  * event's data and its frame, reused so relaying a chunk allocates
  * nothing once they have grown. */
-static struct buf g_data = {.max = LIMIT_SSE_EVENT_LOG};
 static struct buf g_frame = {.max = LIMIT_SSE_EVENT_LOG};
+
+static void publish_frame(struct turn *t, const char *frame, size_t len);
 
 /* Publish one event (data: its JSON text) to the log and every subscriber. */
 static void publish_text(struct turn *t, const char *event, const char *s)
@@ -259,24 +260,8 @@ static void publish_text(struct turn *t, const char *event, const char *s)
     long long id = (long long)++t->nevents;
     struct buf *frame = &g_frame;
     buf_reset(frame);
-    if (sse_frame(frame, id, event, s) == 0) {
-        if (!t->log_truncated) {
-            if (t->nevents > t->offs_cap) {
-                t->offs_cap = t->offs_cap ? t->offs_cap * 2 : 64;
-                t->offs = xrealloc(t->offs, t->offs_cap * sizeof *t->offs);
-            }
-            t->offs[t->nevents - 1] = t->log.len;
-            if (buf_append(&t->log, frame->p, frame->len) != 0)
-                t->log_truncated = true; /* late subscribers get a snapshot instead */
-        }
-        for (struct subscriber *sub = t->subs; sub; sub = sub->next)
-            sse_conn_write(sub->conn, frame->p, frame->len);
-        if (t->app->redis) { /* followers on other instances get it as framed */
-            char ch[16 + STORE_ID_LEN];
-            snprintf(ch, sizeof ch, "coai:turn:%s", t->msg.id);
-            redis_publish(t->app->redis, ch, frame->p, frame->len);
-        }
-    }
+    if (sse_frame(frame, id, event, s) == 0)
+        publish_frame(t, frame->p, frame->len);
 }
 
 /* Publish one event to the log and every subscriber; takes data. */
@@ -288,17 +273,56 @@ static void publish(struct turn *t, const char *event, json_t *data)
     free(s);
 }
 
-/* The common delta, text only, framed without building a JSON object:
+/* Store a framed event in the log and send it to every subscriber. */
+static void publish_frame(struct turn *t, const char *frame, size_t len)
+{
+    if (!t->log_truncated) {
+        if (t->nevents > t->offs_cap) {
+            t->offs_cap = t->offs_cap ? t->offs_cap * 2 : 64;
+            t->offs = xrealloc(t->offs, t->offs_cap * sizeof *t->offs);
+        }
+        t->offs[t->nevents - 1] = t->log.len;
+        if (buf_append(&t->log, frame, len) != 0)
+            t->log_truncated = true; /* late subscribers get a snapshot instead */
+    }
+    for (struct subscriber *sub = t->subs; sub; sub = sub->next)
+        sse_conn_write(sub->conn, frame, len);
+    if (t->app->redis) { /* followers on other instances get it as framed */
+        char ch[16 + STORE_ID_LEN];
+        snprintf(ch, sizeof ch, "coai:turn:%s", t->msg.id);
+        redis_publish(t->app->redis, ch, frame, len);
+    }
+}
+
+/* The common delta, text only, framed straight into the frame buffer (no
+ * JSON object, no printf): the same bytes sse_frame makes of
  * {"content":"..."}. content is NUL-terminated and holds no NUL. */
 static void publish_content(struct turn *t, const char *content)
 {
-    buf_reset(&g_data);
-    if (buf_append_str(&g_data, "{\"content\":") != 0 ||
-        buf_append_json_str(&g_data, content) != 0 || buf_append(&g_data, "}", 1) != 0) {
+    char head[48];
+    unsigned long long id = (unsigned long long)t->nevents + 1;
+    char digits[24];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    size_t hl = 4;
+    memcpy(head, "id: ", 4);
+    while (nd)
+        head[hl++] = digits[--nd];
+    static const char mid[] = "\nevent: delta\ndata: {\"content\":";
+    memcpy(head + hl, mid, sizeof mid - 1);
+    hl += sizeof mid - 1;
+    struct buf *frame = &g_frame;
+    buf_reset(frame);
+    if (buf_append(frame, head, hl) != 0 || buf_append_json_str(frame, content) != 0 ||
+        buf_append(frame, "}\n\n", 3) != 0) {
         publish(t, "delta", json_pack("{s:s}", "content", content));
         return;
     }
-    publish_text(t, "delta", g_data.p);
+    t->nevents++;
+    publish_frame(t, frame->p, frame->len);
 }
 
 /* The message as it stands, in the REST shape. */
@@ -324,7 +348,9 @@ struct persist_job {
     char chat_id[STORE_ID_LEN + 1];
     char user_id[STORE_ID_LEN + 1];
     int64_t updated_at;  /* as stored by the final write */
-    char *content;
+    char *content;       /* the stored JSON; NULL: made from text on the worker */
+    char *text;          /* a text-only answer's bytes (periodic writes) */
+    size_t text_len;
     char status[16];
     char *error;
     int64_t pt, ct;
@@ -337,10 +363,28 @@ static void finalize(struct turn *t);
 static void persist_submit(struct turn *t, bool final);
 static struct persist_job *persist_take(struct turn *t, bool final);
 
+/* The content as stored, [{"type":"text","text":...}] (what
+ * oai_stream_parts_json gives for a text-only answer), made here on the
+ * worker rather than on the loop for every answer at every tick. */
+static void persist_encode(struct persist_job *j)
+{
+    if (j->content)
+        return;
+    json_t *parts = json_array();
+    if (j->text_len)
+        json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", j->text,
+                                               j->text_len));
+    j->content = json_dumps(parts, JSON_COMPACT);
+    json_decref(parts);
+    if (!j->content)
+        j->content = xstrdup("[]"); /* not reached: the text came out of a decoder */
+}
+
 static void persist_work(void *arg, void *ctx)
 {
     struct persist_job *j = arg;
     struct store *st = ctx;
+    persist_encode(j);
     /* The content and the event count it matches land together, so another
      * instance following from the store resumes at the right event; the
      * final write gives the lease up. */
@@ -381,6 +425,7 @@ static void persist_done(void *arg)
         persist_submit(t, true);
     }
     free(j->content);
+    free(j->text);
     free(j->error);
     free(j);
     turn_release(t);
@@ -411,14 +456,27 @@ struct persist_batch {
 /* The job for t's content now; takes a reference and marks t persisting. */
 static struct persist_job *persist_take(struct turn *t, bool final)
 {
-    json_decref(message_now(t));
     struct persist_job *j = xcalloc(1, sizeof *j);
+    size_t refusal_len;
+    oai_stream_refusal(t->oai, &refusal_len);
+    if (!final && refusal_len == 0 && oai_stream_tool_count(t->oai) == 0) {
+        /* the common case: a copy of the text; its JSON is made on the worker */
+        const char *text = oai_stream_content(t->oai, &j->text_len);
+        j->text = xmalloc(j->text_len + 1);
+        memcpy(j->text, text, j->text_len + 1);
+        int64_t pt, ct;
+        oai_stream_usage(t->oai, &pt, &ct);
+        t->msg.prompt_tokens = pt;
+        t->msg.completion_tokens = ct;
+    } else {
+        json_decref(message_now(t));
+        j->content = xstrdup(t->msg.content);
+    }
     j->t = t;
     turn_ref(t);
     memcpy(j->id, t->msg.id, sizeof j->id);
     memcpy(j->chat_id, t->msg.chat_id, sizeof j->chat_id);
     memcpy(j->user_id, t->user_id, sizeof j->user_id);
-    j->content = xstrdup(t->msg.content);
     snprintf(j->status, sizeof j->status, "%s", final ? t->msg.status : "streaming");
     j->error = final ? xstrdup(t->msg.error) : NULL;
     j->pt = t->msg.prompt_tokens;
@@ -437,6 +495,7 @@ static void persist_batch_work(void *arg, void *ctx)
     enum app_err rc = store_begin(st);
     for (size_t i = 0; rc == APP_OK && i < b->n; i++) {
         struct persist_job *j = b->jobs[i];
+        persist_encode(j);
         j->rc = store_message_update(st, j->id, j->content, j->status, NULL, j->pt, j->ct);
         if (j->rc == APP_OK)
             j->rc = store_lease_progress(st, j->id, j->events);
