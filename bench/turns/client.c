@@ -137,6 +137,23 @@ static long long machine_busy_ticks(void)
     return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]); /* all but idle and iowait */
 }
 
+/* Run time and run-queue wait of a thread, s (/proc/.../schedstat: the time
+ * it ran and the time it was ready but waited for a core). */
+static bool sched_times(int pid, double *run, double *wait)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", pid, pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    unsigned long long r = 0, w = 0;
+    int n = fscanf(f, "%llu %llu", &r, &w);
+    fclose(f);
+    *run = (double)r / 1e9;
+    *wait = (double)w / 1e9;
+    return n == 2;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -260,12 +277,18 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *u, void *sp)
         return 0;
     }
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-    if (!sp) {
+    if (!sp)
         curl_multi_assign(multi, fd, (void *)1);
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+    /* A socket curl closed left epoll with it, and its number may come back
+     * for a new connection that curl still knows (sp set): MOD then fails
+     * with ENOENT. The server closing kept-alive connections after an event
+     * stream, then reused for the reads of step 5, did exactly that, and the
+     * reads waited for ever. */
+    if (epoll_ctl(ep, sp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (errno == EEXIST)
             epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
-    } else {
-        epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+        else if (errno == ENOENT)
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     }
     return 0;
 }
@@ -356,7 +379,7 @@ static void pump(int timeout_ms)
 
 /* ---- the phases ------------------------------------------------------------------ */
 
-static unsigned next_job, jobs_done, errors;
+static unsigned next_job, jobs_done, errors, metrics_gen;
 static char first_error[256];
 
 static void note_error(const char *fmt, const char *a, long b)
@@ -372,6 +395,8 @@ static void on_done(struct xfer *x, CURLcode rc, long status)
     struct turn *t = x->t;
     const char *body = x->body.p ? x->body.p : "";
     jobs_done++;
+    if (x->kind == K_METRICS)
+        metrics_gen++;
     switch (x->kind) {
     case K_REGISTER:
         if (status != 201 && status != 200)
@@ -589,14 +614,23 @@ int main(int argc, char **argv)
     }
     double setup_s = (double)(now_us() - t_setup) / 1e6;
 
-    /* 2. before */
+    /* 2. before: the loop lag of the idle server for IDLE_S (what this
+     * machine gives a loop that has nothing to do), then the counters */
+    struct lag lag0, lag1, lagi0;
     get_metrics();
-    struct lag lag0, lag1;
-    parse_lag(metrics_text.p, &lag0);
-    if (lag0.n == 0) {
+    parse_lag(metrics_text.p, &lagi0);
+    if (lagi0.n == 0) {
         fprintf(stderr, "client: /metrics has no coai_loop_lag_seconds histogram\n");
         return 1;
     }
+    for (int64_t until = now_us() + 3000000; now_us() < until;)
+        pump(100);
+    get_metrics();
+    parse_lag(metrics_text.p, &lag0);
+    double lagic = 0, idle_p50 = lag_quantile(&lagi0, &lag0, 0.50, &lagic),
+           idle_p99 = lag_quantile(&lagi0, &lag0, 0.99, &lagic);
+    double lrun0 = 0, lwait0 = 0, lrun1 = 0, lwait1 = 0;
+    sched_times(server_pid, &lrun0, &lwait0);
     long long srv0 = proc_ticks(server_pid), up0 = proc_ticks(upstream_pid);
     double me0 = self_cpu_s();
     long long busy0 = machine_busy_ticks();
@@ -617,8 +651,21 @@ int main(int argc, char **argv)
     struct { int64_t t; long long srv; unsigned long long deltas; unsigned streaming, done; } smp[MAXS];
     int ns = 0;
     int64_t next_sample = now_us();
+    /* the lag over the streaming phase: /metrics read while every turn
+     * streams and none finished, first and last time */
+    struct lag lags0, lags1;
+    int lag_phase = 0;             /* 0: none read, 1: first read, 2: a later one read */
+    bool lag_pending = false;
+    unsigned lag_gen = 0;
     while (streams_done < nturns) {
         pump(50);
+        if (lag_pending && metrics_gen != lag_gen) {
+            lag_pending = false;
+            if (streams_done == 0) {
+                parse_lag(metrics_text.p, lag_phase == 0 ? &lags0 : &lags1);
+                lag_phase = lag_phase == 0 ? 1 : 2;
+            }
+        }
         if (now_us() >= next_sample && ns < MAXS) {
             unsigned streaming = 0;
             for (unsigned i = 0; i < nturns; i++)
@@ -628,6 +675,11 @@ int main(int argc, char **argv)
             smp[ns].deltas = deltas_total;
             smp[ns].streaming = streaming;
             smp[ns].done = streams_done;
+            if (streaming == nturns && streams_done == 0 && !lag_pending) {
+                lag_gen = metrics_gen;
+                lag_pending = true;
+                start(K_METRICS, NULL, "GET", "/metrics", NULL);
+            }
             ns++;
             next_sample += 1000000;
         }
@@ -640,6 +692,7 @@ int main(int argc, char **argv)
     long long srv1 = proc_ticks(server_pid), up1 = proc_ticks(upstream_pid);
     double me1 = self_cpu_s();
     long long busy1 = machine_busy_ticks();
+    sched_times(server_pid, &lrun1, &lwait1);
 
     /* 4. after */
     get_metrics();
@@ -721,6 +774,16 @@ int main(int argc, char **argv)
            (double)dur_max / 1e6);
     printf("lag_samples=%.0f\nlag_p50_ms=%.3f\nlag_p99_ms=%.3f\nlag_p999_ms=%.3f\n", lagc, p50 * 1e3,
            p99 * 1e3, p999 * 1e3);
+    double lagsc = 0, s50 = -1, s99 = -1;
+    if (lag_phase == 2) {
+        s50 = lag_quantile(&lags0, &lags1, 0.50, &lagsc);
+        s99 = lag_quantile(&lags0, &lags1, 0.99, &lagsc);
+    }
+    printf("lag_stream_samples=%.0f\nlag_stream_p50_ms=%.3f\nlag_stream_p99_ms=%.3f\n", lagsc,
+           s50 * 1e3, s99 * 1e3);
+    printf("lag_idle_samples=%.0f\nlag_idle_p50_ms=%.3f\nlag_idle_p99_ms=%.3f\n", lagic,
+           idle_p50 * 1e3, idle_p99 * 1e3);
+    printf("loop_run_s=%.2f\nloop_wait_s=%.2f\n", lrun1 - lrun0, lwait1 - lwait0);
     printf("lag_mean_ms=%.3f\nlag_max_since_start_ms=%.3f\n",
            lagc > 0 ? (lag1.sum - lag0.sum) / lagc * 1e3 : -1, lag1.max * 1e3);
     curl_multi_cleanup(multi);
