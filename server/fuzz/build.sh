@@ -35,7 +35,7 @@ CFLAGS="-g -O1 -fno-omit-frame-pointer $SAN -D_GNU_SOURCE -std=c11 -Iserver/src 
 # functions they reach, so they link every other source of the server (but
 # not main.c).
 LIB="lib/common.c lib/buf.c"
-SRC_sse="$LIB llm/sse_parse.c llm/openai_stream.c"
+SRC_sse="$LIB lib/utf8.c llm/sse_parse.c llm/openai_stream.c"
 SRC_path="$LIB http/route.c lib/utf8.c lib/ids.c"
 SRC_keys="$LIB lib/crypto.c"
 SRC_config="$LIB lib/log.c lib/redis.c config.c"
