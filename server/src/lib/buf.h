@@ -20,6 +20,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_cleanup(struct buf *b);             /* frees; buffer is empty again */
 void buf_reset(struct buf *b);               /* len = 0, keeps memory */
+/* Make room for extra more bytes (one allocation for a size known ahead);
+ * -1 when that would pass the cap. */
+int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 COAI_PRINTF(2, 3) int buf_printf(struct buf *b, const char *fmt, ...);
