@@ -238,9 +238,9 @@ END {
   printf "CPU/req: CPU time of the target process (upstream for direct, the gateway otherwise) per request.\n"
   for (di = 1; di <= nd; di++) {
     dl = delays[di]
-    printf "\n######## provider %s ########\n", dl > 0 ? "holding each answer " dl " ms (latency-bound, like a real provider)" : "answering at once (every cell CPU-bound on this machine)"
+    printf "\n######## provider %s ########\n", (dl > 0 ? "holding each answer " dl " ms (latency-bound, like a real provider)" : "answering at once (every cell CPU-bound on this machine)")
     printf "load average before/after: %s / %s (%d CPUs); other processes took %s%% of the CPU%s\n",
-           la0[dl], la1[dl], ncpu, others[dl], others[dl] > 10 ? ": figures disturbed, run again on a quiet machine" : ""
+           la0[dl], la1[dl], ncpu, others[dl], (others[dl] > 10 ? ": figures disturbed, run again on a quiet machine" : "")
     for (mi = 1; mi <= nm; mi++) {
       m = modes[mi]
       d = dl SUBSEP m SUBSEP concs[1] SUBSEP "direct"
