@@ -314,6 +314,14 @@ static struct xfer *start(enum kind kind, struct turn *t, const char *method, co
     curl_easy_setopt(x->e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(x->e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(x->e, CURLOPT_TIMEOUT, (long)TURN_TIMEOUT_S);
+    if (kind == K_VERIFY || kind == K_METRICS) {
+        /* New connections for /metrics and the reads of step 5: the server
+         * closes the ones the event streams used after "done" (CLOSE-WAIT
+         * here), and reusing those sometimes left the reads waiting for
+         * ever with no socket in epoll at all. */
+        curl_easy_setopt(x->e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(x->e, CURLOPT_FORBID_REUSE, 1L);
+    }
     if (kind == K_REGISTER)
         curl_easy_setopt(x->e, CURLOPT_HEADERFUNCTION, on_header);
     x->hdrs = curl_slist_append(x->hdrs, "X-Requested-With: chatopenaii");
