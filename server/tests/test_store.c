@@ -1030,6 +1030,95 @@ static void test_message_list_path(void **state)
     assert_int_equal(n, 0);
 }
 
+/* The end of the visible branch plus the siblings of its messages. */
+static void test_message_tail(void **state)
+{
+    struct fixture *f = *state;
+    char chat[STORE_ID_LEN + 1], r1[STORE_ID_LEN + 1], r2[STORE_ID_LEN + 1];
+    char a[STORE_ID_LEN + 1], b1[STORE_ID_LEN + 1], b2[STORE_ID_LEN + 1];
+    char b3[STORE_ID_LEN + 1], c[STORE_ID_LEN + 1], d[STORE_ID_LEN + 1];
+    char other[STORE_ID_LEN + 1], x[STORE_ID_LEN + 1];
+    struct store_message *list = NULL;
+    size_t n = 0;
+    int64_t total = -1;
+
+    /*   r1(10)    r2(15)       two roots
+     *    |
+     *   a(20)
+     *  /   |    \
+     * b1(30) b2(40) b3(70)     siblings
+     *  |
+     * c(50)
+     *  |
+     * d(60)                    the leaf shown (not the newest message: b3 is)
+     */
+    test_store_make_chat(f->st, f->alice, chat);
+    test_store_make_msg(f->st, chat, NULL, "user", 10, r1);
+    test_store_make_msg(f->st, chat, NULL, "user", 15, r2);
+    test_store_make_msg(f->st, chat, r1, "assistant", 20, a);
+    test_store_make_msg(f->st, chat, a, "user", 30, b1);
+    test_store_make_msg(f->st, chat, a, "user", 40, b2);
+    test_store_make_msg(f->st, chat, b1, "assistant", 50, c);
+    test_store_make_msg(f->st, chat, c, "user", 60, d);
+    test_store_make_msg(f->st, chat, a, "user", 70, b3);
+    test_store_make_chat(f->st, f->alice, other); /* other chats do not count */
+    test_store_make_msg(f->st, other, NULL, "user", 5, x);
+
+    /* last 2 of r1 a b1 c d: c d (no siblings) */
+    assert_int_equal(store_message_tail(f->st, chat, d, 2, &list, &n, &total), APP_OK);
+    assert_int_equal(total, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, c);
+    assert_string_equal(list[1].id, d);
+    assert_string_equal(list[1].parent_id, c);
+    store_message_list_free(list, n);
+
+    /* last 3: b1 c d, plus b1's siblings b2 b3, by created_at */
+    assert_int_equal(store_message_tail(f->st, chat, d, 3, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 5);
+    const char *t3[] = { b1, b2, c, d, b3 };
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, t3[i]);
+    store_message_list_free(list, n);
+
+    /* last 5 reaches the root: r1's sibling root r2 comes too (everything) */
+    assert_int_equal(store_message_tail(f->st, chat, d, 5, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 8);
+    assert_int_equal(total, 8);
+    const char *all[] = { r1, r2, a, b1, b2, c, d, b3 };
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, all[i]);
+    store_message_list_free(list, n);
+    assert_int_equal(store_message_tail(f->st, chat, d, 500, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 8);
+    store_message_list_free(list, n);
+
+    /* no leaf: from the newest message (b3): b3 and its siblings b1 b2 */
+    assert_int_equal(store_message_tail(f->st, chat, NULL, 1, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 3);
+    const char *t1[] = { b1, b2, b3 };
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].id, t1[i]);
+    store_message_list_free(list, n);
+    assert_int_equal(store_message_tail(f->st, chat, "", 1, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 3);
+    store_message_list_free(list, n);
+
+    /* a leaf of another chat, or an unknown one: nothing, but the count */
+    assert_int_equal(store_message_tail(f->st, chat, x, 3, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 0);
+    assert_null(list);
+    assert_int_equal(total, 8);
+    assert_int_equal(store_message_tail(f->st, chat, "missing", 3, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 0);
+    /* an empty chat */
+    char empty[STORE_ID_LEN + 1];
+    test_store_make_chat(f->st, f->alice, empty);
+    assert_int_equal(store_message_tail(f->st, empty, NULL, 3, &list, &n, &total), APP_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 0);
+}
+
 static void test_message_newest_leaf(void **state)
 {
     struct fixture *f = *state;
@@ -2271,6 +2360,8 @@ int main(void)
                                         test_store_teardown),
         cmocka_unit_test_setup_teardown(test_message_create, test_store_setup, test_store_teardown),
         cmocka_unit_test_setup_teardown(test_message_list_path, test_store_setup,
+                                        test_store_teardown),
+        cmocka_unit_test_setup_teardown(test_message_tail, test_store_setup,
                                         test_store_teardown),
         cmocka_unit_test_setup_teardown(test_message_newest_leaf, test_store_setup,
                                         test_store_teardown),

@@ -16,6 +16,7 @@
 
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 200
+#define TAIL_MAX 500 /* GET /chats/{id}?tail= */
 
 /* Sampling parameters we accept, with their ranges. Unknown keys are refused
  * so typos do not silently do nothing. */
@@ -212,9 +213,27 @@ void api_chats_get(struct api_ctx *c)
         return api_fail(c, 404, "not_found", "no such chat");
     if (e != APP_OK)
         return api_fail_err(c, e, "");
+    /* ?tail=N: the end of the visible branch (and the siblings of its
+     * messages) only, so that a long chat paints before the rest arrives. */
+    long tail = 0;
+    const char *t = api_query(c, "tail");
+    if (t) {
+        char *end;
+        errno = 0;
+        tail = strtol(t, &end, 10);
+        if (errno || *end || !(*t >= '0' && *t <= '9') || tail < 1 || tail > TAIL_MAX) {
+            store_chat_clear(&ch);
+            return api_fail(c, 400, "invalid_query", "tail must be an integer from 1 to %d",
+                            TAIL_MAX);
+        }
+    }
     struct store_message *msgs = NULL;
     size_t n = 0;
-    e = store_message_list(c->st, ch.id, &msgs, &n);
+    int64_t total = 0;
+    if (tail)
+        e = store_message_tail(c->st, ch.id, ch.current_leaf_id, (int)tail, &msgs, &n, &total);
+    else
+        e = store_message_list(c->st, ch.id, &msgs, &n);
     if (e != APP_OK) {
         store_chat_clear(&ch);
         return api_fail_err(c, e, "");
@@ -227,8 +246,13 @@ void api_chats_get(struct api_ctx *c)
     store_chat_clear(&ch);
     char *prefix = xasprintf("{\"chat\":%s,\"messages\":", chat_text ? chat_text : "null");
     free(chat_text);
-    char *text = view_messages_text(prefix, msgs, n, "}", LIMIT_CHAT_MESSAGES_REPLY);
+    char *suffix = tail ? xasprintf(",\"partial\":%s,\"message_count\":%lld}",
+                                    (int64_t)n < total ? "true" : "false", (long long)total)
+                        : NULL;
+    char *text = view_messages_text(prefix, msgs, n, suffix ? suffix : "}",
+                                    LIMIT_CHAT_MESSAGES_REPLY);
     free(prefix);
+    free(suffix);
     store_message_list_free(msgs, n);
     if (!text)
         return api_fail(c, 500, "internal_error", "this chat is too large to send at once");

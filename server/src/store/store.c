@@ -335,6 +335,13 @@ enum app_err store_message_list(struct store *st, const char *chat_id,
     return st->ops->message_list(st, chat_id, out, n);
 }
 
+enum app_err store_message_tail(struct store *st, const char *chat_id, const char *leaf_id, int n,
+                                struct store_message **out, size_t *count, int64_t *total)
+{
+    return st->ops->message_tail(st, chat_id, leaf_id && *leaf_id ? leaf_id : NULL, n, out, count,
+                                 total);
+}
+
 enum app_err store_message_path(struct store *st, const char *id,
                                 struct store_message **out, size_t *n)
 {

@@ -214,6 +214,14 @@ enum app_err store_message_get(struct store *st, const char *owner_id, const cha
 /* Every message of a chat (all branches), ordered by created_at, id. */
 enum app_err store_message_list(struct store *st, const char *chat_id,
                                 struct store_message **out, size_t *n);
+/* The end of a chat's visible branch, for opening a long chat: the last n
+ * messages of the path ending at leaf_id (leaf_id NULL or "": the chat's
+ * newest message), plus every sibling of each of them (same parent, or every
+ * root of the chat for a root), ordered by created_at, id. *total receives
+ * the number of messages of the whole chat. Reads O(n + siblings) rows; an
+ * unknown leaf gives an empty list. */
+enum app_err store_message_tail(struct store *st, const char *chat_id, const char *leaf_id, int n,
+                                struct store_message **out, size_t *count, int64_t *total);
 /* The path from the root to message id, root first. */
 enum app_err store_message_path(struct store *st, const char *id,
                                 struct store_message **out, size_t *n);

@@ -69,6 +69,10 @@ struct store_ops {
                                 struct store_message *out);
     enum app_err (*message_list)(struct store *st, const char *chat_id,
                                  struct store_message **out, size_t *n);
+    /* leaf_id is NULL (never "") when the chat has no current leaf */
+    enum app_err (*message_tail)(struct store *st, const char *chat_id, const char *leaf_id,
+                                 int n, struct store_message **out, size_t *count,
+                                 int64_t *total);
     enum app_err (*message_path)(struct store *st, const char *id,
                                  struct store_message **out, size_t *n);
     enum app_err (*message_update)(struct store *st, const char *id, const char *content,

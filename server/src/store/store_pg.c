@@ -181,6 +181,26 @@ static const char SQL_MSG_GET[] =
     " WHERE m.id = $1::text AND c.owner_id = $2::text";
 static const char SQL_MSG_LIST[] =
     "SELECT " MSG_COLS " FROM messages m WHERE m.chat_id = $1::text ORDER BY m.created_at, m.id";
+/* Up from the leaf by primary key, at most $3 steps, then the siblings of
+ * each by the parent index (the chat's roots for a root). */
+static const char SQL_MSG_TAIL[] =
+    "WITH RECURSIVE up(id, parent_id, depth) AS ("
+    "  SELECT id, parent_id, 1 FROM messages"
+    "  WHERE id = coalesce($1::text, (SELECT id FROM messages WHERE chat_id = $2::text"
+    "                                 ORDER BY created_at DESC, id DESC LIMIT 1))"
+    "  AND chat_id = $2::text"
+    "  UNION ALL"
+    "  SELECT p.id, p.parent_id, up.depth + 1 FROM up JOIN messages p"
+    "  ON p.id = up.parent_id WHERE up.depth < $3::int"
+    "), sel(id) AS ("
+    "  SELECT id FROM up"
+    "  UNION SELECT k.id FROM up JOIN messages k ON k.parent_id = up.parent_id"
+    "  UNION SELECT k.id FROM up JOIN messages k"
+    "  ON k.chat_id = $2::text AND k.parent_id IS NULL WHERE up.parent_id IS NULL"
+    ")"
+    " SELECT " MSG_COLS ", (SELECT count(*) FROM messages WHERE chat_id = $2::text)"
+    " FROM sel JOIN messages m ON m.id = sel.id ORDER BY m.created_at, m.id";
+static const char SQL_MSG_COUNT[] = "SELECT count(*) FROM messages WHERE chat_id = $1::text";
 static const char SQL_MSG_PATH[] =
     "WITH RECURSIVE up(id, parent_id, depth) AS ("
     "  SELECT id, parent_id, 0 FROM messages WHERE id = $1::text"
@@ -1517,6 +1537,46 @@ static enum app_err store_pg_message_list(struct store *st, const char *chat_id,
                             store_pg_read_message, (void **)out, n);
 }
 
+static enum app_err store_pg_message_tail(struct store *st, const char *chat_id,
+                                          const char *leaf_id, int n, struct store_message **out,
+                                          size_t *count, int64_t *total)
+{
+    struct store_pg *s = store_pg_of(st);
+    struct pg_params p = { 0 };
+    enum app_err e;
+
+    *out = NULL;
+    *count = 0;
+    *total = 0;
+    pg_text(&p, leaf_id);
+    pg_text(&p, chat_id);
+    pg_int(&p, n);
+    PGresult *r = store_pg_op(s, SQL_MSG_TAIL, &p, "message_tail", &e);
+    if (!r)
+        return e;
+    int rows = PQntuples(r);
+    if (rows > 0) {
+        struct store_message *arr = xcalloc((size_t)rows, sizeof *arr);
+        for (int i = 0; i < rows; i++)
+            store_pg_read_message(r, i, &arr[i]);
+        *out = arr;
+        *count = (size_t)rows;
+        *total = pg_col_int(r, 0, 12); /* the chat's count, on every row */
+        PQclear(r);
+        return APP_OK;
+    }
+    PQclear(r);
+    /* nothing on the branch: the total alone */
+    struct pg_params q = { 0 };
+    pg_text(&q, chat_id);
+    r = store_pg_op(s, SQL_MSG_COUNT, &q, "message_tail", &e);
+    if (!r)
+        return e;
+    *total = pg_col_int(r, 0, 0);
+    PQclear(r);
+    return APP_OK;
+}
+
 static enum app_err store_pg_message_path(struct store *st, const char *id,
                                           struct store_message **out, size_t *n)
 {
@@ -2013,6 +2073,7 @@ static const struct store_ops store_pg_ops = {
     .message_create = store_pg_message_create,
     .message_get = store_pg_message_get,
     .message_list = store_pg_message_list,
+    .message_tail = store_pg_message_tail,
     .message_path = store_pg_message_path,
     .message_update = store_pg_message_update,
     .message_newest_leaf = store_pg_message_newest_leaf,

@@ -114,6 +114,8 @@ enum store_sqlite_stmt_id {
     S_MSG_GET,
     S_MSG_LIST,
     S_MSG_PATH,
+    S_MSG_TAIL,
+    S_MSG_COUNT,
     S_MSG_UPDATE,
     S_MSG_NEWEST_LEAF,
     S_MSG_MARK_INTERRUPTED,
@@ -237,6 +239,25 @@ static const char *const store_sqlite_sql[S_COUNT] = {
                   " WHERE m.id = ?1 AND c.owner_id = ?2",
     [S_MSG_LIST] = "SELECT " MSG_COLS " FROM messages m WHERE m.chat_id = ?1"
                    " ORDER BY m.created_at, m.id",
+    /* Up from the leaf by primary key, at most ?3 steps, then the siblings
+     * of each by the parent index (the chat's roots for a root). */
+    [S_MSG_TAIL] = "WITH RECURSIVE up(id, parent_id, depth) AS ("
+                   "  SELECT id, parent_id, 1 FROM messages"
+                   "  WHERE id = coalesce(?1, (SELECT id FROM messages WHERE chat_id = ?2"
+                   "                           ORDER BY created_at DESC, id DESC LIMIT 1))"
+                   "  AND chat_id = ?2"
+                   "  UNION ALL"
+                   "  SELECT p.id, p.parent_id, up.depth + 1 FROM up JOIN messages p"
+                   "  ON p.id = up.parent_id WHERE up.depth < ?3"
+                   "), sel(id) AS ("
+                   "  SELECT id FROM up"
+                   "  UNION SELECT k.id FROM up JOIN messages k ON k.parent_id = up.parent_id"
+                   "  UNION SELECT k.id FROM up JOIN messages k"
+                   "  ON k.chat_id = ?2 AND k.parent_id IS NULL WHERE up.parent_id IS NULL"
+                   ")"
+                   " SELECT " MSG_COLS " FROM sel JOIN messages m ON m.id = sel.id"
+                   " ORDER BY m.created_at, m.id",
+    [S_MSG_COUNT] = "SELECT count(*) FROM messages WHERE chat_id = ?1",
     [S_MSG_PATH] = "WITH RECURSIVE up(id, depth) AS ("
                    "  SELECT id, 0 FROM messages WHERE id = ?1"
                    "  UNION ALL"
@@ -1572,6 +1593,38 @@ static enum app_err store_sqlite_message_list(struct store *st, const char *chat
                                 store_sqlite_fr_message, (void **)out, n);
 }
 
+static enum app_err store_sqlite_message_tail(struct store *st, const char *chat_id,
+                                              const char *leaf_id, int n,
+                                              struct store_message **out, size_t *count,
+                                              int64_t *total)
+{
+    struct store_sqlite *s = store_sqlite_of(st);
+    *out = NULL;
+    *count = 0;
+    *total = 0;
+    sqlite3_stmt *q = store_sqlite_stmt(s, S_MSG_COUNT);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, chat_id);
+    int rc = store_sqlite_step(s, q);
+    enum app_err e = APP_OK;
+    if (rc == SQLITE_ROW)
+        *total = sqlite3_column_int64(q, 0);
+    else
+        e = store_sqlite_fail(s, rc, "message_tail");
+    store_sqlite_done(q);
+    if (e != APP_OK)
+        return e;
+    q = store_sqlite_stmt(s, S_MSG_TAIL);
+    if (!q)
+        return APP_ESTORE;
+    store_sqlite_bind_text(s, q, 1, leaf_id);
+    store_sqlite_bind_text(s, q, 2, chat_id);
+    store_sqlite_bind_int(s, q, 3, n);
+    return store_sqlite_get_all(s, q, "message_tail", sizeof **out, store_sqlite_rd_message,
+                                store_sqlite_fr_message, (void **)out, count);
+}
+
 static enum app_err store_sqlite_message_path(struct store *st, const char *id,
                                               struct store_message **out, size_t *n)
 {
@@ -2231,6 +2284,7 @@ static const struct store_ops store_sqlite_ops = {
     .message_create = store_sqlite_message_create,
     .message_get = store_sqlite_message_get,
     .message_list = store_sqlite_message_list,
+    .message_tail = store_sqlite_message_tail,
     .message_path = store_sqlite_message_path,
     .message_update = store_sqlite_message_update,
     .message_newest_leaf = store_sqlite_message_newest_leaf,
