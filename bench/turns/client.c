@@ -365,6 +365,13 @@ static void pump(int timeout_ms)
         deadline_us = -1;
         curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still);
     }
+    /* A whole wait without any event: drive every transfer once. After the
+     * server closed the kept-alive connections of the event streams, the
+     * reads of step 5 (on new connections) sometimes waited with no socket
+     * in epoll at all - curl never asked for the new socket with the number
+     * of a closed one - and the bench hung; this finds them within a wait. */
+    if (n == 0 && wait == timeout_ms)
+        curl_multi_perform(multi, &still);
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(multi, &left))) {
