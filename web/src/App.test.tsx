@@ -336,7 +336,7 @@ describe('the app against a fake server', () => {
 
   it('boots signed out: the chat was prefetched, /me answered 401, and sign-in is shown', async () => {
     await until(() => $('#auth-email'), 'the sign-in form');
-    expect(fake.log).toContain('GET /chats/c0');
+    expect(fake.log).toContain('GET /chats/c0?tail=60');
     expect(fake.log).toContain('GET /me');
     expect(byText('h1', 'Welcome back')).toBeTruthy();
     expect($('[data-testid=session-expired]')).toBeNull();

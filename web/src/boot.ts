@@ -10,11 +10,15 @@ import { mark } from './lib/perf';
 import { parseRoute } from './state/router';
 import { early } from './state/early';
 
+const EARLY_TAIL = 60;
+
 mark('boot');
 early.me = api.me();
 early.me.catch(() => {}); // checkSession reads the outcome
 const first = parseRoute(location.pathname);
 if (first.name === 'chat') {
-  early.chat = { id: first.id, p: api.chatEarly(first.id) };
+  // Only the end of the chat (enough for a tall viewport): the rest is
+  // fetched after the first paint (state/chat.ts).
+  early.chat = { id: first.id, p: api.chatTail(first.id, EARLY_TAIL) };
   early.chat.p.catch(() => {}); // the chat state reads the outcome
 }

@@ -124,6 +124,9 @@ export const api = {
   chat: (id: string, signal?: AbortSignal) => request<ChatWithMessages>('GET', `/chats/${enc(id)}`, { signal }),
   /** The same, fetched at boot before the session is known: a 401 is not news. */
   chatEarly: (id: string) => request<ChatWithMessages>('GET', `/chats/${enc(id)}`, { expect401: true }),
+  /** The end of the visible branch only (and its messages' siblings): paints a long chat before the rest arrives. */
+  chatTail: (id: string, tail: number) =>
+    request<ChatWithMessages>('GET', `/chats/${enc(id)}?tail=${tail}`, { expect401: true }),
   updateChat: (id: string, patch: ChatPatch) => request<{ chat: Chat }>('PATCH', `/chats/${enc(id)}`, { body: patch }),
   deleteChat: (id: string) => request<void>('DELETE', `/chats/${enc(id)}`),
   send: (chatId: string, content: string, parentId?: string | null) =>

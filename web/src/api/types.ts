@@ -119,6 +119,10 @@ export interface Message {
 export interface ChatWithMessages {
   chat: Chat;
   messages: Message[];
+  /** Only with ?tail=N: true when messages were left out. */
+  partial?: boolean;
+  /** Only with ?tail=N: the number of messages of the whole chat. */
+  message_count?: number;
 }
 
 export interface TurnStarted {

@@ -105,6 +105,63 @@ describe('<MessageList>', () => {
     expect(root.querySelectorAll('[data-testid=message]').length).toBe(12);
   });
 
+  it('a partial chat shows "Loading earlier messages…" at the top until the rest is merged in', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const whole = longChat(200);
+    const all = whole.path.value.map((id) => ({ ...whole.message(id)!.value }));
+    const chat = new OpenChat(whole.chat.value, all.slice(-60), true);
+    await act(async () => {
+      render(<MessageList chat={chat} />, root);
+    });
+    expect(root.querySelector('[data-testid=loading-earlier]')?.textContent).toBe('Loading earlier messages…');
+    let rows = root.querySelectorAll('[data-testid=message]');
+    expect(rows[rows.length - 1]!.textContent).toContain('message 199');
+    await act(async () => {
+      chat.merge(all);
+    });
+    expect(root.querySelector('[data-testid=loading-earlier]')).toBeNull();
+    expect(chat.path.value.length).toBe(200);
+    rows = root.querySelectorAll('[data-testid=message]');
+    expect(rows.length).toBeLessThan(40);
+    expect(rows[rows.length - 1]!.textContent).toContain('message 199'); // still at the bottom
+  });
+
+  it('older messages merged in while scrolled up: the same rows stay rendered', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const whole = longChat(200);
+    const all = whole.path.value.map((id) => ({ ...whole.message(id)!.value }));
+    const chat = new OpenChat(whole.chat.value, all.slice(-60), true);
+    await act(async () => {
+      render(<MessageList chat={chat} />, root);
+    });
+    const el = root.querySelector<HTMLElement>('[data-testid=message-list]')!;
+    Object.defineProperty(el, 'scrollHeight', { configurable: true, get: () => 60 * 140 });
+    Object.defineProperty(el, 'clientHeight', { configurable: true, get: () => 800 });
+    let top = 0;
+    Object.defineProperty(el, 'scrollTop', { configurable: true, get: () => top, set: (v: number) => (top = v) });
+    await act(async () => {
+      el.dispatchEvent(new Event('pointerdown'));
+      top = 0; // the person scrolled to the top
+      el.dispatchEvent(new Event('scroll'));
+      await new Promise((ok) => setTimeout(ok, 50));
+    });
+    const before = [...root.querySelectorAll<HTMLElement>('[data-row]')].map((r) => r.dataset.row);
+    expect(before[0]).toBe('m140');
+    let during: (string | undefined)[] = [];
+    const orig = el.querySelector.bind(el);
+    el.querySelector = ((sel: string) => {
+      if (sel.startsWith('[data-row="')) during = [...root.querySelectorAll<HTMLElement>('[data-row]')].map((r) => r.dataset.row);
+      return orig(sel);
+    }) as typeof el.querySelector;
+    await act(async () => {
+      chat.merge(all);
+    });
+    expect(during.slice(0, before.length)).toEqual(before); // re-rendered with the same rows, before any scroll
+    expect(root.querySelector('[data-testid=jump-latest]')).not.toBeNull();
+  });
+
   it('message details format their date only when pointed at', async () => {
     root = document.createElement('div');
     document.body.appendChild(root);

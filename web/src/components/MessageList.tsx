@@ -166,8 +166,32 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     };
   }, [chat, recompute]);
 
+  // Older messages arrived above the rendered ones (a partial chat was
+  // completed): render the same rows (the indices shift), and keep the first
+  // of them where it was on screen, so nothing moves under the person's eyes.
+  const prevIds = useRef(ids);
+  const anchor = useRef<{ id: string; top: number } | null>(null);
+  let current = range;
+  if (prevIds.current !== ids) {
+    const old = prevIds.current;
+    const k = ids.length - old.length;
+    if (k > 0 && old.length > 0 && ids[k] === old[0] && range[1] > 0 && range[1] <= old.length) {
+      current = [range[0] + k, range[1] + k];
+      const row = stick.current ? null : scroller.current?.querySelector<HTMLElement>('[data-row]');
+      anchor.current = row?.dataset.row ? { id: row.dataset.row, top: row.getBoundingClientRect().top } : null;
+    }
+    prevIds.current = ids;
+  }
+
   // The path changed (new message, branch switch): recompute; follow if stuck.
   useLayoutEffect(() => {
+    const a = anchor.current;
+    anchor.current = null;
+    const el = scroller.current;
+    if (a && el && !stick.current) {
+      const row = el.querySelector<HTMLElement>(`[data-row="${a.id}"]`);
+      if (row) el.scrollTop += row.getBoundingClientRect().top - a.top;
+    }
     recompute();
     if (stick.current) toBottom();
   }, [ids, recompute, toBottom]);
@@ -214,7 +238,7 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
   }, [onResize]);
 
   const heights = heightsOf(ids);
-  const [start, end] = range[1] > ids.length || range[1] === 0 ? visibleRange(heights, view.current.top, view.current.height, true, overscan.current) : range;
+  const [start, end] = current[1] > ids.length || current[1] === 0 ? visibleRange(heights, view.current.top, view.current.height, true, overscan.current) : current;
   let before = 0;
   for (let i = 0; i < start; i++) before += heights[i]!;
   let after = 0;
@@ -246,6 +270,11 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
     >
       <div class="message-column">
         {header}
+        {chat.partial.value && (
+          <div class="loading-earlier" role="status" data-testid="loading-earlier">
+            Loading earlier messages…
+          </div>
+        )}
         <div style={{ height: `${before}px` }} aria-hidden="true" />
         {ids.slice(start, end).map((id) => (
           <Row key={id} chat={chat} id={id} observe={observe} />

@@ -30,18 +30,50 @@ export class OpenChat {
   readonly reconnecting = signal(false);
   /** Bumped when the person starts a turn: the list jumps to the bottom and follows. */
   readonly followNonce = signal(0);
+  /** Only the end of the chat is loaded (GET ?tail=N); the rest comes with merge(). */
+  readonly partial: Signal<boolean>;
   closed = false;
 
-  constructor(chat: Chat, messages: Message[]) {
+  constructor(chat: Chat, messages: Message[], partial = false) {
     this.id = chat.id;
     this.chat = signal(chat);
+    this.partial = signal(partial);
     for (const m of messages) {
       this.raw.set(m.id, m);
       this.nodes.set(m.id, { id: m.id, parent_id: m.parent_id, created_at: m.created_at });
     }
     this.children = buildChildren(this.nodes.values());
-    const leaf = chat.current_leaf_id && this.nodes.has(chat.current_leaf_id) ? chat.current_leaf_id : defaultLeaf(this.children);
+    let leaf = chat.current_leaf_id && this.nodes.has(chat.current_leaf_id) ? chat.current_leaf_id : null;
+    // A partial chat has no roots to start from: the server walked up from its newest message.
+    if (!leaf) leaf = partial ? newestMessage(messages) : defaultLeaf(this.children);
     this.leafId = signal(leaf);
+  }
+
+  /**
+   * The whole chat arrived (after a partial first paint): add the messages not
+   * known yet. Those already here stay as they are (they may be streaming, or
+   * newer than this answer); the visible branch grows upwards.
+   */
+  merge(messages: Message[]): void {
+    let added = 0;
+    for (const m of messages) {
+      if (this.nodes.has(m.id)) continue;
+      this.raw.set(m.id, m);
+      this.nodes.set(m.id, { id: m.id, parent_id: m.parent_id, created_at: m.created_at });
+      added++;
+    }
+    batch(() => {
+      if (added) {
+        this.children = buildChildren(this.nodes.values());
+        const leaf = this.leafId.value;
+        // A branch switched to while partial may have had no children loaded yet.
+        if (leaf && this.chat.value.current_leaf_id !== leaf) this.leafId.value = newestLeaf(this.children, leaf);
+        else if (!leaf) this.leafId.value = defaultLeaf(this.children);
+        this.structure.value++;
+      }
+      this.partial.value = false;
+    });
+    this.followStreaming();
   }
 
   /** Ids on the visible branch, root first. */
@@ -174,6 +206,34 @@ export class OpenChat {
   }
 }
 
+function newestMessage(messages: Message[]): string | null {
+  let best: Message | null = null;
+  for (const m of messages) if (!best || m.created_at > best.created_at || (m.created_at === best.created_at && m.id > best.id)) best = m;
+  return best ? best.id : null;
+}
+
+/** After a partial chat painted: fetch the whole of it and merge it in (a few tries). */
+export async function completeChat(c: OpenChat, waits: readonly number[] = [0, 1000, 3000]): Promise<void> {
+  for (const wait of waits) {
+    if (wait) await new Promise((ok) => setTimeout(ok, wait));
+    if (c.closed || !c.partial.value) return;
+    try {
+      const data = await api.chat(c.id);
+      if (c.closed) return;
+      c.merge(data.messages);
+      return;
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 401 || e.status === 404)) return;
+    }
+  }
+}
+
+/** Run fn once the current frame has painted (a task after the next animation frame). */
+function afterPaint(fn: () => void): void {
+  if (typeof requestAnimationFrame === 'undefined') setTimeout(fn, 0);
+  else requestAnimationFrame(() => setTimeout(fn, 0));
+}
+
 async function refreshTitle(c: OpenChat): Promise<void> {
   for (const wait of [0, 1500, 4000]) {
     if (wait) await new Promise((ok) => setTimeout(ok, wait));
@@ -236,9 +296,10 @@ function load(id: string, pending: Promise<ChatWithMessages> | null = null): Pro
       const data = await (pending ?? api.chat(id));
       if (seq !== loadSeq) return;
       mark('chat-data');
-      const c = new OpenChat(data.chat, data.messages);
+      const c = new OpenChat(data.chat, data.messages, data.partial === true);
       openChat.value = c;
       c.followStreaming();
+      if (c.partial.value) afterPaint(() => void completeChat(c));
     } catch (e) {
       if (seq !== loadSeq) return;
       if (pending && e instanceof ApiError && e.status === 401) return;
@@ -269,6 +330,7 @@ export async function refreshOpenChat(): Promise<void> {
   try {
     const data = await api.chat(c.id);
     if (openChat.value !== c) return;
+    if (c.partial.value) c.merge(data.messages); // the older messages, all at once
     let changed = false;
     for (const m of data.messages) {
       const cur = c.message(m.id);
