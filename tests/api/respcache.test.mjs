@@ -11,6 +11,10 @@ import { startServer, Client, register } from '../lib/harness.mjs';
 import { startFakeOpenAI } from '../upstream/fake-openai.mjs';
 
 const PASSWORD = 'correct horse battery';
+// The suite runs again on PostgreSQL (tests/run-api.sh), where several
+// instances may share the database: no answer is kept there, and every
+// check below except the hit count holds the same.
+const PG = Boolean(process.env.COAI_TEST_PG_URL);
 
 async function hits(c) {
   const r = await c.get('/metrics', { headers: { accept: 'text/plain' } });
@@ -54,7 +58,7 @@ test('kept chat list: hits counted, every write seen at once, per session', asyn
     assert.deepEqual(titles(first), ['two', 'one']);
     const again = await a.get('/api/v1/chats?limit=50');
     assert.equal(again.text, first.text);
-    assert.equal(await hits(a), h0 + 1, 'the second identical list is a hit');
+    assert.equal(await hits(a), PG ? 0 : h0 + 1, PG ? 'no kept answers on PostgreSQL' : 'the second identical list is a hit');
     assert.equal(again.headers['content-type'], 'application/json; charset=utf-8');
     assert.equal(again.headers['cache-control'], 'no-store');
     assert.ok(again.headers['x-request-id'], 'a hit has its own request id');
