@@ -189,6 +189,13 @@ void lazy_cleanup(void)
     pthread_mutex_lock(&g_lock);
     while (lazy_state[LAZY_CURL] == LAZY_LOADING)
         pthread_cond_wait(&g_cond, &g_lock);
+    /* A preload thread that has not started loading yet must not begin
+     * now, while the process exits (its allocations would outlive the
+     * cleanup below). */
+    if (lazy_state[LAZY_CURL] == LAZY_UNTRIED) {
+        snprintf(g_err[LAZY_CURL], sizeof g_err[LAZY_CURL], "not loaded: shutting down");
+        __atomic_store_n(&lazy_state[LAZY_CURL], LAZY_FAILED, __ATOMIC_RELEASE);
+    }
     bool curl = lazy_state[LAZY_CURL] == LAZY_READY;
     pthread_mutex_unlock(&g_lock);
     if (curl)
