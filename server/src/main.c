@@ -367,8 +367,15 @@ static int cmd_serve(struct app *app)
      * so far, so after the first sign-in every argon2 hash (19 MiB) came from
      * its worker's arena and stayed there as the arena's top chunk, which
      * malloc_trim does not return: up to 19 MiB per worker, for good (found
-     * by bench/soak). A long chat's reply (a few MB) stays below it. */
+     * by bench/soak). A long chat's reply (a few MB) stays below it.
+     * Fixing one threshold also fixes the other at glibc's 128 KiB, which
+     * gave every such reply back to the kernel when freed and faulted it in
+     * again on the next (a 2,000-message chat went from 12 to 60 ms): free
+     * memory at the top of an arena is kept up to 16 MiB (glibc's own
+     * dynamic value would have been twice the 19 MiB), and the idle trim
+     * (on_memtrim) returns the main arena's. */
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
     struct config *cfg = &app->cfg;
     default_instance_id(cfg);
     unsigned char master[32];
