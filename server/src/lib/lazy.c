@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 
 #include "log.h"
@@ -136,12 +137,20 @@ void lazy_need(enum lazy_lib lib)
     exit(1);
 }
 
+/* Preload threads, joined by lazy_cleanup (guarded by g_lock). */
+static pthread_t g_preload[LAZY_N];
+static bool g_preload_joinable[LAZY_N];
+
 static void *preload_main(void *arg)
 {
     enum lazy_lib lib = (enum lazy_lib)(intptr_t)arg;
     char err[sizeof g_err[0]];
     if (lazy_load(lib, err, sizeof err) != 0)
         log_error("library not available", "detail", err, NULL);
+    /* curl_global_init ran OpenSSL here: free this thread's OpenSSL state
+     * (its error queue) now, not from a thread-exit destructor that may run
+     * after OpenSSL's own cleanup at exit (a 904-byte leak report). */
+    OPENSSL_thread_stop();
     return NULL;
 }
 
@@ -151,13 +160,12 @@ void lazy_preload(enum lazy_lib lib)
     if (__atomic_load_n(&lazy_state[lib], __ATOMIC_ACQUIRE) != LAZY_UNTRIED ||
         __atomic_exchange_n(&started[lib], 1, __ATOMIC_ACQ_REL))
         return;
-    pthread_attr_t a;
-    pthread_t t;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &a, preload_main, (void *)(intptr_t)lib) != 0)
+    pthread_mutex_lock(&g_lock);
+    if (pthread_create(&g_preload[lib], NULL, preload_main, (void *)(intptr_t)lib) == 0)
+        g_preload_joinable[lib] = true;
+    else
         __atomic_store_n(&started[lib], 0, __ATOMIC_RELEASE); /* the first call loads it then */
-    pthread_attr_destroy(&a);
+    pthread_mutex_unlock(&g_lock);
 }
 
 void lazy_curl_on_first_use(void (*fn)(void *arg), void *arg)
@@ -197,7 +205,16 @@ void lazy_cleanup(void)
         __atomic_store_n(&lazy_state[LAZY_CURL], LAZY_FAILED, __ATOMIC_RELEASE);
     }
     bool curl = lazy_state[LAZY_CURL] == LAZY_READY;
+    bool join[LAZY_N];
+    for (int i = 0; i < LAZY_N; i++) {
+        join[i] = g_preload_joinable[i];
+        g_preload_joinable[i] = false;
+    }
     pthread_mutex_unlock(&g_lock);
+    /* every preload thread has loaded (or given up) by now: it ends at once */
+    for (int i = 0; i < LAZY_N; i++)
+        if (join[i])
+            pthread_join(g_preload[i], NULL);
     if (curl)
         lazy_curl_global_cleanup();
 }
