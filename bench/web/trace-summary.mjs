@@ -115,6 +115,7 @@ for (const m of marks) if (ms(m.ts) <= endMs) console.log(`  mark ${m.name} at $
 // ---- CPU profile --------------------------------------------------------------------
 const nodes = new Map();
 const self = new Map();
+const inclusive = new Map();
 let lastTs = null;
 for (const e of ev) {
   if (e.pid !== nav.pid || (e.name !== 'Profile' && e.name !== 'ProfileChunk')) continue;
@@ -128,13 +129,27 @@ for (const e of ev) {
     if (lastTs < t0 || ms(lastTs) > endMs) continue;
     const n = nodes.get(samples[i]);
     if (!n) continue;
-    const cf = n.callFrame;
-    const key = `${cf.functionName || '(anonymous)'} ${cf.url ? cf.url.replace(/^https?:\/\/[^/]+/, '') : ''}:${cf.lineNumber ?? ''}:${cf.columnNumber ?? ''}`;
-    self.set(key, (self.get(key) ?? 0) + (deltas[i + 1] ?? deltas[i] ?? 0) / 1000);
+    const keyOf = (x) => {
+      const cf = x.callFrame;
+      return `${cf.functionName || '(anonymous)'} ${cf.url ? cf.url.replace(/^https?:\/\/[^/]+/, '') : ''}:${cf.lineNumber ?? ''}:${cf.columnNumber ?? ''}`;
+    };
+    const d = (deltas[i + 1] ?? deltas[i] ?? 0) / 1000;
+    const key = keyOf(n);
+    self.set(key, (self.get(key) ?? 0) + d);
+    // Inclusive time: every function on the sample's stack, once.
+    const seen = new Set();
+    for (let x = n; x; x = nodes.get(x.parent)) {
+      const k = keyOf(x);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      inclusive.set(k, (inclusive.get(k) ?? 0) + d);
+    }
   }
 }
 const top = [...self].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 30);
 if (top.length) {
   console.log('JS self time (CPU profiler samples, ms):');
   for (const [k, v] of top) console.log(`  ${v.toFixed(1).padStart(7)}  ${k}`);
+  console.log('JS total time, callees included (CPU profiler samples, ms):');
+  for (const [k, v] of [...inclusive].filter(([k]) => !/^\((idle|root|program)\)/.test(k)).sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${v.toFixed(1).padStart(7)}  ${k}`);
 }
