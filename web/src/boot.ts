@@ -8,9 +8,7 @@
 import { api } from './api/client';
 import { mark } from './lib/perf';
 import { parseRoute } from './state/router';
-import { early } from './state/early';
-
-const EARLY_TAIL = 60;
+import { early, earlyTail } from './state/early';
 
 mark('boot');
 early.me = api.me();
@@ -18,7 +16,9 @@ early.me.catch(() => {}); // checkSession reads the outcome
 const first = parseRoute(location.pathname);
 if (first.name === 'chat') {
   // Only the end of the chat (enough for a tall viewport): the rest is
-  // fetched after the first paint (state/chat.ts).
-  early.chat = { id: first.id, p: api.chatTail(first.id, EARLY_TAIL) };
+  // fetched after the first paint (state/chat.ts). The page's HTML has
+  // already asked for it (a preload the server adds for /c/<id>): this
+  // request, the same URL, takes that answer.
+  early.chat = { id: first.id, p: api.chatTail(first.id, earlyTail(first.id)) };
   early.chat.p.catch(() => {}); // the chat state reads the outcome
 }
