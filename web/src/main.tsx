@@ -7,11 +7,9 @@ import './styles.css';
 import { App } from './App';
 import { theme } from './state/ui';
 import { onSignedIn, onSignedOut } from './state/session';
-import { route } from './state/router';
 import { loadChats, resetChats } from './state/chats';
 import { loadConnection, loadModels } from './state/connection';
 import { closeChat, openEarlyChat, refreshOpenChat } from './state/chat';
-import { warmUpMarkdown } from './lib/markdown';
 
 if (import.meta.env.DEV) void import('./debug');
 
@@ -45,8 +43,3 @@ document.addEventListener('visibilitychange', () => {
 openEarlyChat();
 
 render(<App />, document.getElementById('app')!);
-
-// While a chat is on its way: the markdown renderer's first run (regular
-// expressions compiled, the sanitizer's document set up) happens now, not
-// on the way to the chat's first paint.
-if (route.value.name === 'chat') setTimeout(warmUpMarkdown, 0);
