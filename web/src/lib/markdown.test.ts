@@ -1,6 +1,7 @@
 // @vitest-environment jsdom
-import { describe, expect, it } from 'vitest';
-import { BlockSplitter, IncrementalMarkdown, SOFT_HARD, blockRenderCount, renderBlock, renderMarkdown, splitBlocks, warmUpMarkdown } from './markdown';
+import { describe, expect, it, vi } from 'vitest';
+import { Lexer, Marked } from 'marked';
+import { BlockSplitter, IncrementalMarkdown, MARKED_OPTIONS, SOFT_HARD, blockRenderCount, quickRejects, renderBlock, renderMarkdown, splitBlocks, warmUpMarkdown } from './markdown';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -270,5 +271,82 @@ describe('warmUpMarkdown', () => {
     warmUpMarkdown();
     expect(blockRenderCount()).toBe(before);
     expect(renderMarkdown('**x**')).toContain('<strong>x</strong>');
+  });
+});
+
+describe('quickRejects (marked tokenizers skipped when they cannot match)', () => {
+  const plain = new Marked(MARKED_OPTIONS);
+  const quick = new Marked(MARKED_OPTIONS).use({ tokenizer: quickRejects });
+  const CASES = [
+    DOC,
+    'Title\n=====\n\npara',
+    'Title\n---\n',
+    'Title\n  ===  \nnext',
+    'a\nb\n   -\n',
+    'para\n    ---\n',
+    '- item\n---\n',
+    '> quote\n---\n',
+    'a | b\n--|--\n1 | 2',
+    '| a |\n|:-|\n| x |',
+    'a|b\n :-: | -\nc|d',
+    'a | b\n   |---|---|\n',
+    'a | b\n    |---|---|\n',
+    'not | a table\nline two',
+    '  > indented quote\n> more\nlazy',
+    '   >x',
+    '    > code, not a quote',
+    '>\n>\n',
+    '<div>\nhtml block\n</div>\n\nafter',
+    '   <!-- comment -->\ntext',
+    '<?php echo 1; ?>\n',
+    '<![CDATA[ x ]]>\n',
+    '<!DOCTYPE html>\n',
+    '<custom-tag attr="1">\n\ntext',
+    '</div>\n',
+    '<SCRIPT>alert(1)</SCRIPT>\n',
+    'a < b and c > d\n',
+    'Line one\r\nLine two\r\n===\r\n',
+    '\tTabbed\n\t---\n',
+    'text\u2028more\n---',
+    '- a\n  b\n  ===\n- c\n  | x |\n  |---|\n  > q',
+    '1. x\n\n   <div>y</div>\n\n   > z\n   ---',
+    '',
+    '\n\n',
+    '=',
+    '-',
+    '|',
+    '>',
+    '<',
+  ];
+  const pieces = ['para', 'Head\n===', 'x\n---', '| a | b |\n|---|---|\n| 1 | 2 |', '> q', ' > q2', '<div>', '</div>', '<!-- c -->', '- li', '1. li', '    code', '```\nf\n```', '$$\nx\n$$', 'a | b', '--|--', ':-:', '\t> t', '   <p>', 'lazy', '***', '___'];
+
+  it('renders every case exactly as marked alone', () => {
+    for (const c of CASES) expect(quick.parse(c), JSON.stringify(c)).toBe(plain.parse(c));
+  });
+
+  it('renders random mixes of block openers exactly as marked alone', () => {
+    const r = rng(42);
+    for (let n = 0; n < 600; n++) {
+      const parts: string[] = [];
+      const k = 1 + Math.floor(r() * 6);
+      for (let i = 0; i < k; i++) parts.push(pieces[Math.floor(r() * pieces.length)]!);
+      const text = parts.join(r() < 0.5 ? '\n' : '\n\n');
+      expect(quick.parse(text), JSON.stringify(text)).toBe(plain.parse(text));
+    }
+  });
+
+  it('keeps the big expressions unused for plain paragraphs', () => {
+    const block = Lexer.rules.block as unknown as Record<string, Record<string, RegExp>>;
+    const g = block.gfm!;
+    const spies = ['lheading', 'table', 'blockquote', 'html'].map((k) => vi.spyOn(g[k]!, 'exec'));
+    try {
+      renderBlock('Message 1. Lorem ipsum dolor sit amet, **consectetur** adipiscing elit; sed do `tempor` incididunt.\n');
+      for (const s of spies) expect(s).not.toHaveBeenCalled();
+      // ...and used when they may match.
+      renderBlock('Title\n=====\n');
+      expect(spies[0]).toHaveBeenCalled();
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
   });
 });

@@ -13,7 +13,7 @@
 // a copy button; math is marked up as <span class="math"> with the TeX as
 // text, for KaTeX to typeset later (lib/enhance.ts).
 
-import { Marked, type Tokens, type TokenizerAndRendererExtension } from 'marked';
+import { Marked, type Tokens, type TokenizerAndRendererExtension, type TokenizerObject } from 'marked';
 import { sanitizeHtml } from './sanitize';
 
 export function escapeHtml(s: string): string {
@@ -66,7 +66,39 @@ const mathInline: TokenizerAndRendererExtension = {
   },
 };
 
-const md = new Marked({ gfm: true, breaks: false, async: false });
+/**
+ * marked tries every block tokenizer in turn at the start of each block, and
+ * V8 compiles a regular expression the first time it runs: marked's setext
+ * heading, table, blockquote and HTML expressions (1-1.3 KB of source each,
+ * alternations of every HTML block tag inside lookaheads) take ~35 ms of CPU
+ * to compile on this project's 2-core machine, on the way to a chat's first
+ * paint, for a screen of plain paragraphs that none of them can match.
+ * Each check below is a necessary condition of its tokenizer's expression
+ * (gfm, not pedantic): when it fails, that tokenizer could not match, and
+ * `undefined` says so without running it; otherwise `false` hands the text to
+ * marked's own tokenizer. The output is the same (markdown.test.ts compares
+ * it with a Marked without these over a corpus).
+ */
+const MAY_BE = {
+  // ...\n {0,3}(=+|-+)[ \t]*(?:\n+|$): an underline line.
+  lheading: /\n {0,3}[=-]/,
+  // ^ *([^\n ].*)\n {0,3}((?:\| *)?:?-+...: a delimiter row under the first line.
+  table: /^[^\n]*\n {0,3}[|:-]/,
+  // ^( {0,3}> ?...
+  blockquote: /^ {0,3}>/,
+  // ^ {0,3}(?:<...|<!--...|<\?...|<!...|<![CDATA[...|</?tag...|<tag...|</tag...)
+  html: /^ {0,3}</,
+};
+export const quickRejects: TokenizerObject = {
+  lheading: (src: string) => (MAY_BE.lheading.test(src) ? false : undefined),
+  table: (src: string) => (MAY_BE.table.test(src) ? false : undefined),
+  blockquote: (src: string) => (MAY_BE.blockquote.test(src) ? false : undefined),
+  html: (src: string) => (MAY_BE.html.test(src) ? false : undefined),
+};
+
+export const MARKED_OPTIONS = { gfm: true, breaks: false, async: false } as const;
+const md = new Marked(MARKED_OPTIONS);
+md.use({ tokenizer: quickRejects });
 md.use({
   extensions: [mathBlock, mathInline],
   renderer: {
