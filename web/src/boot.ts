@@ -21,4 +21,8 @@ if (first.name === 'chat') {
   // request, the same URL, takes that answer.
   early.chat = { id: first.id, p: api.chatTail(first.id, earlyTail(first.id)) };
   early.chat.p.catch(() => {}); // the chat state reads the outcome
+  early.chatSettled = early.chat.p.then(
+    () => {},
+    () => {},
+  );
 }

@@ -7,7 +7,16 @@ import type { ChatWithMessages, User } from '../api/types';
 export const early: {
   me: Promise<{ user: User }> | null;
   chat: { id: string; p: Promise<ChatWithMessages> } | null;
-} = { me: null, chat: null };
+  /**
+   * Settles (never rejects) once the chat boot.ts asked for has answered,
+   * whatever the answer: the session check waits for it (a little), so that
+   * the signed-in app and the chat render together, in one frame.
+   */
+  chatSettled: Promise<void> | null;
+} = { me: null, chat: null, chatSettled: null };
+
+/** How long the session check may hold the app for the early chat. */
+export const CHAT_WAIT_MS = 250;
 
 /** How many messages boot.ts asks for first, unless the page says otherwise. */
 export const EARLY_TAIL = 60;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { checkSession, sessionChecked, user } from './session';
-import { early } from './early';
+import { CHAT_WAIT_MS, early } from './early';
 import { api } from '../api/client';
 
 describe('the session check', () => {
@@ -18,5 +18,39 @@ describe('the session check', () => {
     // Later checks ask the server.
     await checkSession();
     expect(fetch).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe('the session check at boot on a chat URL', () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+    vi.useRealTimers();
+    early.chatSettled = null;
+  });
+
+  it('signs in once the early chat has answered, so that both render together', async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response(JSON.stringify({ user: { id: 'u1', email: 'a@example.com' } }), { status: 200 })));
+    user.value = null;
+    let answer!: () => void;
+    early.me = api.me();
+    early.chatSettled = new Promise<void>((ok) => (answer = ok));
+    const done = checkSession();
+    for (let i = 0; i < 5; i++) await new Promise((ok) => setTimeout(ok, 0));
+    expect(user.value, 'still waiting for the chat').toBeNull();
+    answer();
+    await done;
+    expect(user.peek()?.email).toBe('a@example.com');
+  });
+
+  it('does not wait for a slow chat longer than CHAT_WAIT_MS', async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response(JSON.stringify({ user: { id: 'u1', email: 'b@example.com' } }), { status: 200 })));
+    user.value = null;
+    early.me = api.me();
+    early.chatSettled = new Promise<void>(() => {}); // never answers
+    const t0 = Date.now();
+    await checkSession();
+    expect(user.peek()?.email).toBe('b@example.com');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(CHAT_WAIT_MS - 20);
+    expect(Date.now() - t0).toBeLessThan(CHAT_WAIT_MS + 2000);
   });
 });

@@ -5,7 +5,7 @@
 import { signal } from '@preact/signals';
 import { api, ApiError, setUnauthorizedHandler } from '../api/client';
 import type { User } from '../api/types';
-import { early } from './early';
+import { CHAT_WAIT_MS, early } from './early';
 
 export const user = signal<User | null>(null);
 /** false until the first /me answered. */
@@ -43,6 +43,18 @@ export async function checkSession(): Promise<void> {
     const p = early.me ?? api.me();
     early.me = null;
     const { user: u } = await p;
+    // Opening a chat by URL: both answers were preloaded and come in a task
+    // or two apart. The chat state takes its answer first (it awaited it
+    // before us), so waiting here for the chat, briefly, makes the signed-in
+    // app and the chat one render and one frame, rather than the app shell
+    // laid out and painted on its own just before the chat.
+    const chat = early.chatSettled;
+    early.chatSettled = null;
+    if (chat) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([chat, new Promise<void>((ok) => (timer = setTimeout(ok, CHAT_WAIT_MS)))]);
+      clearTimeout(timer);
+    }
     signedIn(u);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) {
