@@ -17,6 +17,7 @@
 #include "../lib/log.h"
 #include "../lib/pool.h"
 #include "../lib/redis.h"
+#include "../lib/strmap.h"
 #include "../lib/utf8.h"
 #include "../views.h"
 #include "curlev.h"
@@ -39,7 +40,8 @@ struct subscriber {
 struct turn {
     int refs;
     struct app *app;
-    struct turn *next;               /* registry list */
+    struct turn *next, *prev;        /* registry list */
+    bool registered;                 /* in the list (and by_id) */
     enum turn_state state;
     struct store_message msg;        /* the assistant message; content/status/error kept current */
     char user_id[STORE_ID_LEN + 1];
@@ -80,6 +82,7 @@ struct turn {
 
 struct turn_registry {
     struct turn *head;
+    struct strmap *by_id;       /* message id -> turn, for the list above */
     struct app *app;
     struct event *lease_timer;  /* renews this instance's leases, sweeps dead ones */
     bool lease_busy;            /* a lease job is in flight */
@@ -188,6 +191,7 @@ struct turn_registry *turns_new(struct app *app)
 {
     struct turn_registry *r = xcalloc(1, sizeof(struct turn_registry));
     r->app = app;
+    r->by_id = strmap_new();
     /* Renew well within the lease: a third of it, at most every second
      * (that second is also how fast a stop asked elsewhere arrives). */
     int ms = app->cfg.turn_lease_ms / 3;
@@ -212,6 +216,7 @@ void turns_free(struct turn_registry *r)
         event_free(r->persist_timer);
     if (r->stop_listening)
         redis_unsubscribe(r->app->redis, TURN_STOP_CHANNEL, r->app);
+    strmap_free(r->by_id, NULL);
     while (r->head) {
         struct turn *t = r->head;
         r->head = t->next;
@@ -226,23 +231,30 @@ void turns_free(struct turn_registry *r)
     free(r);
 }
 
+/* Both by id: with a thousand answers streaming, a list scan per lookup
+ * (every event stream that attaches) and per unregister was a thousand
+ * string compares each. */
 static struct turn *find(struct app *app, const char *id)
 {
-    for (struct turn *t = app->turns->head; t; t = t->next)
-        if (strcmp(t->msg.id, id) == 0)
-            return t;
-    return NULL;
+    return strmap_get(app->turns->by_id, id);
 }
 
 static void unregister(struct turn *t)
 {
-    struct turn **pp = &t->app->turns->head;
-    while (*pp && *pp != t)
-        pp = &(*pp)->next;
-    if (*pp) {
-        *pp = t->next;
-        turn_release(t);
-    }
+    struct turn_registry *r = t->app->turns;
+    if (!t->registered)
+        return;
+    t->registered = false;
+    if (strmap_get(r->by_id, t->msg.id) == t)
+        strmap_del(r->by_id, t->msg.id);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        r->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+    turn_release(t);
 }
 
 /* ---- events ------------------------------------------------------------------ */
@@ -1048,7 +1060,11 @@ void turn_start(struct app *app, struct turn_spec *spec)
     t->started_us = mono_us();
     t->oai = oai_stream_new();
     t->next = app->turns->head;
+    if (t->next)
+        t->next->prev = t;
     app->turns->head = t;
+    t->registered = true;
+    strmap_put(app->turns->by_id, t->msg.id, t); /* the newest turn of an id wins, as before */
     log_info("turn started", "turn", t->msg.id, "chat", t->msg.chat_id, "model", t->msg.model,
              NULL);
     if (!t->pc.api_key) {
