@@ -120,6 +120,9 @@ void http_log_access(const char *req_id, const char *method, const char *path, c
 /* ---- server --------------------------------------------------------------- */
 int http_server_start(struct app *app, char *err, size_t errlen);
 void http_server_stop_accepting(struct app *app);
+/* How often accepting paused for the rest of a turn of the loop (at most 32
+ * new connections a turn), for /metrics. */
+uint64_t http_accept_pauses(void);
 
 /* The route table (api/routes.c). */
 extern const struct route api_routes[];

@@ -14,6 +14,7 @@
 
 #include "../lib/buf.h"
 #include "../lib/strmap.h"
+#include "http.h"
 #include "../llm/turn.h"
 #include "sse.h"
 #include "respcache.h"
@@ -314,4 +315,9 @@ void metrics_render(struct app *app, struct buf *b)
                      "# TYPE coai_respcache_bytes gauge\ncoai_respcache_bytes %zu\n",
                      (unsigned long long)respcache_hits(app->respcache),
                      respcache_bytes(app->respcache));
+    (void)buf_printf(b,
+                     "# HELP coai_accept_pauses_total Turns of the loop that stopped accepting "
+                     "after the most new connections one turn takes.\n"
+                     "# TYPE coai_accept_pauses_total counter\ncoai_accept_pauses_total %llu\n",
+                     (unsigned long long)http_accept_pauses());
 }

@@ -94,8 +94,10 @@ static SSL_CTX *make_ctx(const char *cert, const char *key, char *err, size_t er
     return ctx;
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+struct bufferevent *security_tls_bev(struct event_base *base)
 {
+    if (!g_ssl_ctx)
+        return NULL; /* plain HTTP: evhttp makes a socket bufferevent */
     SSL *ssl = SSL_new(g_ssl_ctx);
     return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                           BEV_OPT_CLOSE_ON_FREE);
@@ -208,7 +210,6 @@ int security_init(struct app *app, char *err, size_t errlen)
         g_ssl_ctx = make_ctx(g_cert, g_key, err, errlen);
         if (!g_ssl_ctx)
             return -1;
-        evhttp_set_bevcb(app->http, tls_bevcb, app);
     }
     return 0;
 }

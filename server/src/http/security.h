@@ -29,6 +29,9 @@ bool security_is_https(struct evhttp_request *req);
 bool security_tls_enabled(void);
 /* Reload the certificate and key (SIGHUP); existing connections keep theirs. */
 int security_tls_reload(char *err, size_t errlen);
+/* The bufferevent of a new connection: TLS when CHATOPENAII_TLS_CERT is set,
+ * else NULL (evhttp then makes a plain one). For evhttp_set_bevcb. */
+struct bufferevent *security_tls_bev(struct event_base *base);
 
 /* End a chunked reply (evhttp_send_reply_end) safely over native TLS too.
  * libevent 2.1's OpenSSL bufferevent runs its write callback deferred and

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 
@@ -742,6 +744,56 @@ static void metrics_reply(struct api_ctx *c)
     http_ctx_finish(c);
 }
 
+/* ---- accepting ------------------------------------------------------------ */
+
+/* At most ACCEPT_PER_TURN new connections per turn of the loop (as HAProxy's
+ * tune.maxaccept): libevent's listener otherwise accepts every pending
+ * connection in one callback, and a thousand clients connecting at once
+ * (each accept sets up a connection, and its request is read and answered
+ * in the same turn) held the streams already running and every timer for
+ * tens of milliseconds. The listener pauses for the rest of the turn; the
+ * kernel keeps the waiting connections (the backlog is raised to match). */
+#define ACCEPT_PER_TURN 32
+#define LISTEN_BACKLOG 4096
+
+static struct {
+    struct evconnlistener *lev;
+    struct event resume_ev;   /* a 0 s timer: the next turn of the loop (no allocation) */
+    struct event *resume;     /* &resume_ev once assigned */
+    unsigned n;               /* accepted since it was armed */
+    bool paused;
+    uint64_t pauses;          /* for /metrics */
+} g_accept;
+
+uint64_t http_accept_pauses(void)
+{
+    return g_accept.pauses;
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    g_accept.n = 0;
+    if (g_accept.paused && g_accept.lev) {
+        g_accept.paused = false;
+        evconnlistener_enable(g_accept.lev);
+    }
+}
+
+/* evhttp calls this for each connection it accepts, before reading it. */
+static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
+{
+    if (g_accept.resume && g_accept.n++ == 0) {
+        static const struct timeval now = {0, 0};
+        evtimer_add(g_accept.resume, &now);
+    }
+    if (g_accept.n >= ACCEPT_PER_TURN && g_accept.lev && !g_accept.paused) {
+        g_accept.paused = true;
+        g_accept.pauses++;
+        evconnlistener_disable(g_accept.lev); /* the listener stops after this one */
+    }
+    return security_tls_bev(base);
+}
+
 /* ---- start/stop ----------------------------------------------------------- */
 
 int http_server_start(struct app *app, char *err, size_t errlen)
@@ -764,6 +816,13 @@ int http_server_start(struct app *app, char *err, size_t errlen)
         return -1;
     }
     evutil_socket_t fd = evhttp_bound_socket_get_fd(app->listener);
+    (void)listen(fd, LISTEN_BACKLOG); /* evhttp listens with 128; Linux takes a new value */
+    g_accept.lev = evhttp_bound_socket_get_listener(app->listener);
+    evtimer_assign(&g_accept.resume_ev, app->base, on_accept_resume, NULL);
+    g_accept.resume = &g_accept.resume_ev;
+    g_accept.n = 0;
+    g_accept.paused = false;
+    evhttp_set_bevcb(app->http, on_new_connection, app);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -780,5 +839,10 @@ void http_server_stop_accepting(struct app *app)
     if (app->listener) {
         evhttp_del_accept_socket(app->http, app->listener);
         app->listener = NULL;
+    }
+    g_accept.lev = NULL;
+    if (g_accept.resume) {
+        event_del(g_accept.resume);
+        g_accept.resume = NULL;
     }
 }
