@@ -33,6 +33,7 @@ struct worker {
     int index;
     bool started;
     bool eager;            /* runs init before pool_new returns */
+    uint64_t each_seen;    /* the pool's each_gen when it last ran each_fn; mu */
 };
 
 struct pool {
@@ -57,6 +58,9 @@ struct pool {
     pthread_mutex_t init_mu;
     pthread_cond_t init_cv;
     int init_done, init_failed;
+    uint64_t each_gen;     /* pool_each_worker calls; guarded by mu */
+    pool_work_fn each_fn;  /* guarded by mu */
+    void *each_arg;
 };
 
 static void q_push(struct jobq *q, struct job *j)
@@ -117,13 +121,26 @@ static void *worker_main(void *argp)
         return NULL;
     }
     for (;;) {
-        while (!p->todo.head && !p->stopping) {
+        while (!p->todo.head && !p->stopping && w->each_seen == p->each_gen) {
             p->idle_ready++;
             pthread_cond_wait(&p->cv, &p->mu);
             p->idle_ready--;
         }
-        if (!p->todo.head && p->stopping)
+        if (p->stopping && !p->todo.head)
             break;
+        if (w->each_seen != p->each_gen && !p->stopping) {
+            w->each_seen = p->each_gen;
+            pool_work_fn fn = p->each_fn;
+            void *arg = p->each_arg;
+            p->idle_ready++; /* short: counts as idle, so a job now wakes no lazy worker */
+            pthread_mutex_unlock(&p->mu);
+            fn(arg, w->ctx);
+            pthread_mutex_lock(&p->mu);
+            p->idle_ready--;
+            continue;
+        }
+        if (!p->todo.head)
+            continue;
         struct job *j = p->todo.head;
         p->todo.head = j->next;
         if (!p->todo.head)
@@ -255,6 +272,16 @@ void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg
     pthread_cond_signal(&p->cv);
     if (p->lazy_waiting > 0 && p->todo_n > (size_t)p->idle_ready)
         pthread_cond_signal(&p->lazy_cv); /* the initialised workers are all busy */
+    pthread_mutex_unlock(&p->mu);
+}
+
+void pool_each_worker(struct pool *p, pool_work_fn work, void *arg)
+{
+    pthread_mutex_lock(&p->mu);
+    p->each_fn = work;
+    p->each_arg = arg;
+    p->each_gen++;
+    pthread_cond_broadcast(&p->cv); /* idle workers run it now */
     pthread_mutex_unlock(&p->mu);
 }
 

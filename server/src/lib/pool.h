@@ -33,6 +33,13 @@ struct pool *pool_new_lazy(struct event_base *base, int n, int eager, pool_init_
                            pool_fini_fn fini, void *init_arg);
 /* Queue a job; never fails. done may be NULL. */
 void pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg);
+/* Run work(arg, ctx) once on every worker that has started (called init),
+ * each on its own thread, after the job it is running, if any; workers
+ * waiting for jobs are woken for it. For per-thread upkeep (returning the
+ * free memory of a thread's malloc arena). A worker that has not run the
+ * previous call's work yet runs only the latest; nothing runs once the
+ * pool is stopping. Loop thread only; arg must outlive the pool. */
+void pool_each_worker(struct pool *p, pool_work_fn work, void *arg);
 /* Jobs submitted whose done callback has not run yet. */
 size_t pool_pending(const struct pool *p);
 /* Waits for queued jobs to finish, runs their done callbacks, joins the
