@@ -35,9 +35,10 @@ int buf_reserve(struct buf *b, size_t extra)
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return 0;
-    size_t ncap = b->cap ? b->cap : 64;
-    while (ncap < need)
-        ncap *= 2;
+    /* doubling for appends; a size reserved ahead is allocated as asked */
+    size_t ncap = b->cap ? b->cap * 2 : 64;
+    if (ncap < need)
+        ncap = need;
     if (ncap > b->max + 1)
         ncap = b->max + 1;
     b->p = xrealloc(b->p, ncap);
