@@ -270,6 +270,56 @@ static void test_init_failure(void **state)
     event_base_free(base);
 }
 
+/* A long batch of completions does not hold the loop: done callbacks run a
+ * slice (about 2 ms) at a time, and an event that became ready meanwhile
+ * runs between slices, not after the whole batch. */
+struct slice_state {
+    struct event_base *base;
+    int done;
+    int done_when_probe_ran; /* -1 until the probe runs */
+    int total;
+};
+
+static void busy_done(void *arg)
+{
+    struct slice_state *s = arg;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do /* 0.3 ms of work on the loop */
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000L);
+    if (++s->done == s->total)
+        event_base_loopbreak(s->base);
+}
+
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct slice_state *s = arg;
+    s->done_when_probe_ran = s->done;
+}
+
+static void test_done_callbacks_in_slices(void **state)
+{
+    (void)state;
+    struct slice_state s = {.base = event_base_new(), .done_when_probe_ran = -1, .total = 60};
+    struct pool *p = pool_new(s.base, 2, NULL, NULL, NULL);
+    assert_non_null(p);
+    for (int i = 0; i < s.total; i++)
+        pool_submit(p, NULL, busy_done, &s);
+    struct timespec nap = {0, 100 * 1000000L}; /* every job finishes off the loop */
+    nanosleep(&nap, NULL);
+    struct event *probe = evtimer_new(s.base, probe_cb, &s);
+    struct timeval zero = {0, 0};
+    evtimer_add(probe, &zero);
+    event_base_dispatch(s.base);
+    assert_int_equal(s.done, s.total);
+    /* all 60 (18 ms) in one callback would leave the probe until after them */
+    assert_true(s.done_when_probe_ran >= 0 && s.done_when_probe_ran < s.total / 2);
+    event_free(probe);
+    pool_free(p);
+    event_base_free(s.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_init_failure),
         cmocka_unit_test(test_lazy_workers),
         cmocka_unit_test(test_lazy_init_failure),
+        cmocka_unit_test(test_done_callbacks_in_slices),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int total = (int)(sizeof tests / sizeof tests[0]);

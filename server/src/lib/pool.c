@@ -49,6 +49,8 @@ struct pool {
     pthread_cond_t lazy_cv;
     int efd;
     struct event *ev;
+    struct event *more;    /* runs the rest of a long batch of completions */
+    struct jobq ready;     /* completions taken, not run yet; loop thread only */
     size_t pending;        /* loop thread only */
     int n;
     struct worker *workers;
@@ -71,13 +73,6 @@ static void q_push(struct jobq *q, struct job *j)
     else
         q->head = j;
     q->tail = j;
-}
-
-static struct job *q_take_all(struct jobq *q)
-{
-    struct job *h = q->head;
-    q->head = q->tail = NULL;
-    return h;
 }
 
 /* A lazy worker: waits until the initialised workers cannot take the queued
@@ -163,19 +158,54 @@ static void *worker_main(void *argp)
     return NULL;
 }
 
-static void run_finished(struct pool *p)
+/* The done callbacks run on the loop a slice of at most RUN_SLICE_US at a
+ * time: a thousand answers starting at once finish their store jobs
+ * together, and running all their callbacks (each starts a provider
+ * request) in one go held everything else on the loop - other requests,
+ * streams, timers - for tens of milliseconds. The rest runs on the next
+ * turn of the loop, after what became ready meanwhile. */
+#define RUN_SLICE_US 2000
+
+static int64_t mono_now_us(void)
 {
-    pthread_mutex_lock(&p->mu);
-    struct job *j = q_take_all(&p->finished);
-    pthread_mutex_unlock(&p->mu);
-    while (j) {
-        struct job *next = j->next;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Runs the taken completions (taking the finished ones first if none are
+ * left), for slice_us at most (0: all of them). */
+static void run_finished_for(struct pool *p, int64_t slice_us)
+{
+    if (!p->ready.head) {
+        pthread_mutex_lock(&p->mu);
+        p->ready = p->finished;
+        p->finished.head = p->finished.tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+    }
+    int64_t until = slice_us > 0 ? mono_now_us() + slice_us : 0;
+    while (p->ready.head) {
+        struct job *j = p->ready.head;
+        p->ready.head = j->next;
+        if (!p->ready.head)
+            p->ready.tail = NULL;
         p->pending--;
         if (j->done)
             j->done(j->arg);
         free(j);
-        j = next;
+        if (until && p->ready.head && mono_now_us() >= until) {
+            static const struct timeval now = {0, 0};
+            evtimer_add(p->more, &now);
+            return;
+        }
     }
+}
+
+/* Everything finished, at once (the pool is being freed). */
+static void run_finished(struct pool *p)
+{
+    run_finished_for(p, 0); /* what was taken before */
+    run_finished_for(p, 0); /* and what finished since */
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -184,7 +214,21 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t r = read(fd, &v, sizeof v);
     (void)r;
-    run_finished(p);
+    if (!p->ready.head) /* else the more timer is armed and takes these too */
+        run_finished_for(p, RUN_SLICE_US);
+}
+
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *p = arg;
+    run_finished_for(p, RUN_SLICE_US);
+    if (!p->ready.head) {
+        pthread_mutex_lock(&p->mu);
+        bool again = p->finished.head != NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (again) /* finished while the slices ran; their wake-up was read */
+            run_finished_for(p, RUN_SLICE_US);
+    }
 }
 
 static void stop_threads(struct pool *p)
@@ -230,6 +274,7 @@ struct pool *pool_new_lazy(struct event_base *base, int n, int eager, pool_init_
     }
     p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_wake, p);
     event_add(p->ev, NULL);
+    p->more = evtimer_new(base, on_more, p);
     p->workers = xcalloc((size_t)n, sizeof *p->workers);
     for (int i = 0; i < n; i++) {
         struct worker *w = &p->workers[i];
@@ -309,6 +354,7 @@ void pool_free(struct pool *p)
     stop_threads(p);
     run_finished(p);
     event_free(p->ev);
+    event_free(p->more);
     close(p->efd);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
