@@ -6,7 +6,7 @@ set -euo pipefail
 
 # build: compiler, meson/ninja, libraries (-dev)
 BUILD_PKGS=(gcc make pkg-config meson ninja-build libevent-dev libcurl4-openssl-dev
-  libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev libhiredis-dev)
+  libjansson-dev libsqlite3-dev libpq-dev libssl-dev libargon2-dev libhiredis-dev libmd4c-dev)
 # tests: cmocka, node (for API tests), curl for smoke checks, a PostgreSQL
 # server for the throwaway cluster of tests/pg.sh, chromium for the Playwright
 # end-to-end tests (tests/e2e; Playwright never downloads a browser), and

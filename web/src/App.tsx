@@ -1,11 +1,12 @@
 // App.tsx - the shell: sign-in until there is a user, then sidebar + page.
 
-import { useEffect } from 'preact/hooks';
+import { useEffect, useLayoutEffect } from 'preact/hooks';
 import { route } from './state/router';
 import { bootError, checkSession, sessionChecked, user } from './state/session';
 import { announcement, dismissToast, drawerOpen, toasts } from './state/ui';
 import { Sidebar } from './components/Sidebar';
 import { mark } from './lib/perf';
+import { dropSsr, settleSsr } from './lib/ssr';
 import { ChatPage } from './pages/ChatPage';
 import { SettingsPage } from './pages/SettingsPage';
 import { AuthPage } from './pages/AuthPage';
@@ -36,6 +37,8 @@ function Toasts() {
 
 function Main() {
   const r = route.value;
+  // Another page than the chat the server rendered: its block goes.
+  useLayoutEffect(() => settleSsr({ booting: false, chatId: r.name === 'chat' ? r.id : null, listed: false }));
   switch (r.name) {
     case 'chat':
       return <ChatPage chatId={r.id} />;
@@ -59,6 +62,10 @@ export function App() {
   useEffect(() => {
     void checkSession();
   }, []);
+  // Signed out (the session the server saw has ended): no chat on screen.
+  useLayoutEffect(() => {
+    if (sessionChecked.value && !user.value) dropSsr();
+  });
 
   // Esc closes the drawer on phones.
   useEffect(() => {

@@ -10,6 +10,7 @@ import { onSignedIn, onSignedOut } from './state/session';
 import { loadChats, resetChats } from './state/chats';
 import { loadConnection, loadModels } from './state/connection';
 import { closeChat, openEarlyChat, refreshOpenChat } from './state/chat';
+import { dropSsr, ssrChatId } from './lib/ssr';
 
 if (import.meta.env.DEV) void import('./debug');
 
@@ -30,6 +31,7 @@ onSignedIn(() => {
   void loadModels();
 });
 onSignedOut(() => {
+  dropSsr(); // the server's rendering of a chat of this session
   closeChat();
   resetChats();
 });
@@ -39,7 +41,13 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshOpenChat();
 });
 
-// The chat boot.ts requested opens as soon as it arrives.
-openEarlyChat();
-
-render(<App />, document.getElementById('app')!);
+function start(): void {
+  // The chat boot.ts requested opens as soon as it arrives.
+  openEarlyChat();
+  render(<App />, document.getElementById('app')!);
+}
+// The server rendered the chat's first screen into the page (lib/ssr.ts):
+// let the browser paint it before the app's first render takes the main
+// thread (the parser finishes and this script runs in one go otherwise).
+if (ssrChatId() !== null) requestAnimationFrame(() => setTimeout(start, 0));
+else start();

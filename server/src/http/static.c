@@ -17,10 +17,18 @@
  * 2-core machine). A GET of the API needs only the session cookie, which a
  * preload with crossorigin (credentials "same-origin") sends; the page's
  * fetch() of the same URL, same mode and credentials, takes the preloaded
- * answer instead of asking again (tests/e2e/specs/preload.spec.mjs). */
+ * answer instead of asking again (tests/e2e/specs/preload.spec.mjs).
+ *
+ * For a request with the session cookie, a worker checks the session (as
+ * the API does) and that the chat is the user's; then the page also holds
+ * the chat's last messages rendered (ssr.h), painted while the HTML is
+ * parsed, before any script (web/src/lib/ssr.ts hands over to the app).
+ * That page is private and never stored; every other outcome is the plain
+ * page, the same bytes as without a cookie. */
 #include "static.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +43,12 @@
 #include "../lib/common.h"
 #include "../lib/crypto.h"
 #include "../lib/log.h"
+#include "auth.h"
 #include "http.h"
+#include "route.h"
+#include "ssr.h"
+#include "../lib/ids.h"
+#include "../lib/pool.h"
 
 #define STATIC_TOTAL_MAX (64u * 1024 * 1024) /* bytes held in memory */
 #define STATIC_FILE_MAX (16u * 1024 * 1024)
@@ -276,10 +289,14 @@ static int send_error(struct evhttp_request *req, int status, const char *code, 
 }
 
 /* index.html for /c/<id>: the same page with a preload of the chat's tail
- * right after <head> (or unchanged if it has no <head>). Its ETag is that of
- * these bytes, so a revalidation still gets a 304. */
-static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, const char *id,
-                            size_t id_len, enum evhttp_cmd_type cmd)
+ * right after <head> (or unchanged if it has no <head>) and, when block is
+ * not NULL, the server-rendered first screen (ssr.h) right after <body>.
+ * The plain page's ETag is that of its bytes, so a revalidation still gets
+ * a 304; a page with a block is personal: no ETag, not stored, and it
+ * carries the session cookie's renewal if the session check slid it. */
+static int send_chat_index(struct evhttp_request *req, const struct sfile *f, const char *id,
+                           size_t id_len, enum evhttp_cmd_type cmd, const char *block,
+                           size_t block_len, const char *set_cookie)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     char link[sizeof "<link rel=\"preload\" href=\"/api/v1/chats/?tail=\" as=\"fetch\" "
@@ -294,22 +311,45 @@ static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, c
     size_t at = head ? (size_t)(head - f->data) + 6 : 0;
     if (!head)
         ll = 0;
-    size_t len = f->len + (size_t)ll;
+    const char *body = block ? memmem(f->data, f->len, "<body>", 6) : NULL;
+    size_t bat = body ? (size_t)(body - f->data) + 6 : 0;
+    if (!body || bat < at)
+        block_len = 0, block = NULL;
+    size_t len = f->len + (size_t)ll + block_len;
     char *page = xmalloc(len + 1);
+    size_t w = 0;
     memcpy(page, f->data, at);
-    memcpy(page + at, link, (size_t)ll);
-    memcpy(page + at + (size_t)ll, f->data + at, f->len - at);
-    char h[65], etag[20];
-    crypto_sha256_hex(page, len, h);
-    snprintf(etag, sizeof etag, "\"%.16s\"", h);
+    w += at;
+    memcpy(page + w, link, (size_t)ll);
+    w += (size_t)ll;
+    if (block) {
+        memcpy(page + w, f->data + at, bat - at);
+        w += bat - at;
+        memcpy(page + w, block, block_len);
+        w += block_len;
+        memcpy(page + w, f->data + bat, f->len - bat);
+    } else {
+        memcpy(page + w, f->data + at, f->len - at);
+    }
     evhttp_add_header(out, "Content-Type", f->mime);
-    evhttp_add_header(out, "ETag", etag);
-    evhttp_add_header(out, "Cache-Control", "no-cache");
-    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
-    if (inm && strcmp(inm, etag) == 0) {
-        free(page);
-        evhttp_send_reply(req, 304, "Not Modified", NULL);
-        return 304;
+    evhttp_add_header(out, "Vary", "Cookie");
+    if (block) {
+        evhttp_add_header(out, "Cache-Control", "private, no-store");
+        if (set_cookie)
+            evhttp_add_header(out, "Set-Cookie", set_cookie);
+    } else {
+        char h[65], etag[20];
+        crypto_sha256_hex(page, len, h);
+        snprintf(etag, sizeof etag, "\"%.16s\"", h);
+        evhttp_add_header(out, "ETag", etag);
+        evhttp_add_header(out, "Cache-Control", "no-cache");
+        const char *inm =
+            evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+        if (inm && strcmp(inm, etag) == 0) {
+            free(page);
+            evhttp_send_reply(req, 304, "Not Modified", NULL);
+            return 304;
+        }
     }
     struct evbuffer *b = evbuffer_new();
     if (cmd == EVHTTP_REQ_GET)
@@ -318,6 +358,104 @@ static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, c
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
     return 200;
+}
+
+/* ---- the first screen of a chat, rendered on a worker (ssr.h) ------------ */
+
+struct ssr_job {
+    struct app *app;
+    struct evhttp_request *req;
+    const struct sfile *f;
+    char id[CHAT_ID_MAX + 1];
+    size_t id_len;
+    char *token;       /* the session cookie's value: secret */
+    char *block;       /* out: the rendered block, or NULL */
+    size_t block_len;
+    char *set_cookie;  /* out: the session's renewal, or NULL */
+};
+
+/* Worker: the same session check as the API's (auth_session_resolve: expiry,
+ * revocation, sliding), then the chat among the user's own, then its tail.
+ * Any failure leaves block NULL: the plain page. */
+static void ssr_work(void *arg, void *ctx)
+{
+    struct ssr_job *j = arg;
+    if (!ctx)
+        return;
+    struct api_ctx c;
+    memset(&c, 0, sizeof c);
+    c.app = j->app;
+    c.st = ctx;
+    c.cookie_token = j->token;
+    if (auth_session_resolve(&c) == APP_OK) {
+        struct store_chat ch;
+        memset(&ch, 0, sizeof ch);
+        if (ids_valid(j->id) && store_chat_get(c.st, c.user.id, j->id, &ch) == APP_OK) {
+            struct store_message *m = NULL;
+            size_t n = 0;
+            int64_t total = 0;
+            if (store_message_tail(c.st, ch.id, ch.current_leaf_id, SSR_MESSAGES_MAX, &m, &n,
+                                   &total) == APP_OK)
+                j->block = ssr_chat_block(ch.id, ch.title, m, n, ch.current_leaf_id, SSR_BUDGET,
+                                          &j->block_len);
+            store_message_list_free(m, n);
+        }
+        store_chat_clear(&ch);
+    }
+    j->set_cookie = c.set_cookie;
+    store_user_clear(&c.user);
+    store_session_clear(&c.session);
+}
+
+static void ssr_done(void *arg)
+{
+    struct ssr_job *j = arg;
+    send_chat_index(j->req, j->f, j->id, j->id_len, EVHTTP_REQ_GET, j->block, j->block_len,
+                    j->set_cookie);
+    secure_wipe(j->token, strlen(j->token));
+    free(j->token);
+    free(j->block);
+    free(j->set_cookie);
+    free(j);
+}
+
+/* The app of the request: static_serve's caller passes the request
+ * context's own req_id (server.c), the one way to reach the worker pool
+ * without an extra argument. */
+static struct app *app_of(const char *req_id)
+{
+    const struct api_ctx *c =
+        (const struct api_ctx *)(const void *)(req_id - offsetof(struct api_ctx, req_id));
+    return c->app;
+}
+
+/* /c/<id>: the page with the chat's first screen for a signed-in owner (a
+ * worker checks that), else the plain page at once. A request without the
+ * session cookie never waits; one with a cookie waits for the same checks
+ * whether the chat exists or not. */
+static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, const char *id,
+                            size_t id_len, enum evhttp_cmd_type cmd, const char *req_id)
+{
+    const char *ck = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
+    char *token = cmd == EVHTTP_REQ_GET && ck ? http_cookie_get(ck, AUTH_COOKIE) : NULL;
+    struct app *app = token ? app_of(req_id) : NULL;
+    if (!token || !*token || strlen(token) > 128 || !app || !app->pool || app->shutting_down) {
+        if (token) {
+            secure_wipe(token, strlen(token));
+            free(token);
+        }
+        return send_chat_index(req, f, id, id_len, cmd, NULL, 0, NULL);
+    }
+    struct ssr_job *j = xcalloc(1, sizeof *j);
+    j->app = app;
+    j->req = req;
+    j->f = f;
+    memcpy(j->id, id, id_len);
+    j->id[id_len] = '\0';
+    j->id_len = id_len;
+    j->token = token;
+    pool_submit(app->pool, ssr_work, ssr_done, j);
+    return 200; /* answered from ssr_done */
 }
 
 int static_serve(struct static_files *s, struct evhttp_request *req, const char *path,
@@ -347,7 +485,7 @@ int static_serve(struct static_files *s, struct evhttp_request *req, const char 
     const char *chat_id = NULL;
     size_t chat_len = strcmp(f->path, "/index.html") == 0 ? chat_route_id(path, &chat_id) : 0;
     if (chat_len)
-        return serve_chat_index(req, f, chat_id, chat_len, cmd);
+        return serve_chat_index(req, f, chat_id, chat_len, cmd, req_id);
     evhttp_add_header(out, "Content-Type", f->mime);
     evhttp_add_header(out, "ETag", f->etag);
     evhttp_add_header(out, "Cache-Control", f->immutable ? "public, max-age=31536000, immutable"

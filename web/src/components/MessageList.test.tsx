@@ -174,5 +174,38 @@ describe('<MessageList>', () => {
     details.dispatchEvent(new Event('pointerenter'));
     expect(details.title).toBe(formatTime(1));
   });
+
+  it('replaces the server-rendered first screen of the chat when its rows are in: no duplicates remain', async () => {
+    const ssr = document.createElement('div');
+    ssr.id = 'ssr';
+    ssr.dataset.chat = 'c';
+    ssr.innerHTML = '<article data-testid="message" data-id="m1999"><div data-testid="message-text">message 1999</div></article>';
+    document.body.appendChild(ssr);
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    const chat = longChat(2000);
+    render(<MessageList chat={chat} />, root);
+    // before the first paint (layout effects and the renders they ask for)
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect(document.getElementById('ssr')).toBeNull();
+    expect(ssr.hidden).toBe(true);
+    expect(document.querySelectorAll('[data-id=m1999]').length).toBe(1);
+    expect(root.querySelector('[data-id=m1999]')).not.toBeNull();
+    ssr.remove();
+  });
+
+  it('drops a server-rendered block of another chat too', async () => {
+    const ssr = document.createElement('div');
+    ssr.id = 'ssr';
+    ssr.dataset.chat = 'other';
+    document.body.appendChild(ssr);
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    await act(async () => {
+      render(<MessageList chat={longChat(10)} />, root);
+    });
+    // the app shows a chat: a block of another one goes too
+    expect(document.getElementById('ssr')).toBeNull();
+  });
 });
 

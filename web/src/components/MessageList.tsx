@@ -9,6 +9,7 @@ import type { OpenChat } from '../state/chat';
 import { MessageItem } from './MessageItem';
 import { IconArrowDown } from './Icons';
 import { mark } from '../lib/perf';
+import { settleSsr } from '../lib/ssr';
 
 const OVERSCAN_PX = 800;
 const DEFAULT_HEIGHT = 140;
@@ -198,6 +199,9 @@ export function MessageList({ chat, header }: { chat: OpenChat; header?: Compone
 
   useLayoutEffect(() => {
     if (stick.current) toBottom();
+    // The chat's rows are in, at the bottom: the server's first screen of
+    // it (lib/ssr.ts) goes before this frame is painted.
+    if (scroller.current?.querySelector('[data-row]')) settleSsr({ booting: false, chatId: chat.id, listed: true });
   });
 
   // The person sent, edited or regenerated: follow the new answer.

@@ -1,7 +1,8 @@
 // ChatPage.tsx - a chat (or, without an id, the new-chat screen): header with
 // the model and settings, the message list, the composer.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
+import { dropSsr } from '../lib/ssr';
 import {
   chatError,
   chatLoading,
@@ -108,6 +109,11 @@ export function ChatPage({ chatId }: { chatId: string | null }) {
   const title = chatId ? (c ? chatTitle(c) : chatLoading.value ? '' : 'Chat') : 'New chat';
   const err = chatId && !chat ? chatError.value : null;
   const empty = !chatId || (chat && chat.size === 0);
+  // The chat could not be opened, or has nothing to list: the server's
+  // first screen of it goes (MessageList replaces it otherwise).
+  useLayoutEffect(() => {
+    if (err || (chatId && chat && empty)) dropSsr();
+  });
 
   return (
     <main class="chat-page" id="main" tabIndex={-1} data-testid="chat-page">
