@@ -39,6 +39,7 @@ SRC_sse="$LIB lib/utf8.c llm/sse_parse.c llm/openai_stream.c"
 SRC_path="$LIB http/route.c lib/utf8.c lib/ids.c"
 SRC_keys="$LIB lib/crypto.c"
 SRC_config="$LIB lib/log.c lib/redis.c config.c"
+SRC_ssr="$LIB lib/ids.c lib/crypto.c http/ssr.c"
 ALL=$(cd server/src && find . -name '*.c' ! -name main.c | sed 's|^\./||' | sort)
 SRC_json=$(printf '%s\n' $ALL | grep -v -e '^api/messages\.c$' -e '^api/chats\.c$' \
     -e '^api/tokens\.c$' -e '^api/accounts\.c$' -e '^api/connection\.c$' -e '^api/admin\.c$')
@@ -49,6 +50,7 @@ LIBS_sse="-ljansson"
 LIBS_path="-levent"
 LIBS_keys="-lcrypto -largon2"
 LIBS_config="-lhiredis -levent -lcrypto"
+LIBS_ssr="-ljansson -lcrypto -largon2 -ldl -lpthread"
 # Everything the server links (the same dependencies as meson.build).
 LIBS_all="$(pkg-config --libs libevent libevent_openssl libssl libcurl jansson sqlite3 libpq \
     libcrypto libargon2 hiredis 2>/dev/null || echo -levent_openssl -levent -lssl -lcurl -ljansson \
@@ -57,7 +59,7 @@ LIBS_json=$LIBS_all
 LIBS_upstream=$LIBS_all
 LIBS_headers=$LIBS_all
 
-NAMES="sse json path keys config upstream headers"
+NAMES="sse json path keys config upstream headers ssr"
 [ $# -gt 0 ] && NAMES="$*"
 
 mkdir -p "$OBJ"

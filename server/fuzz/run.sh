@@ -20,7 +20,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 SECONDS_EACH=${1:-60}
 shift || true
-NAMES=${*:-"sse json path keys config upstream headers"}
+NAMES=${*:-"sse json path keys config upstream headers ssr"}
 OUT=build-fuzz
 FIXTURES=${COAI_FIXTURES_DIR:-$ROOT/../shared/fixtures}
 
