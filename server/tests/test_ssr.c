@@ -209,8 +209,9 @@ static struct store_message mk(const char *id, const char *parent, const char *r
     snprintf(m.parent_id, sizeof m.parent_id, "%s", parent);
     snprintf(m.role, sizeof m.role, "%s", role);
     snprintf(m.status, sizeof m.status, "complete");
-    m.content = malloc(strlen(text) + 64);
-    sprintf(m.content, "[{\"type\":\"text\",\"text\":\"%s\"}]", text);
+    size_t n = strlen(text) + 64;
+    m.content = malloc(n);
+    snprintf(m.content, n, "[{\"type\":\"text\",\"text\":\"%s\"}]", text);
     m.prompt_tokens = m.completion_tokens = -1;
     return m;
 }
