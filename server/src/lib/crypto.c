@@ -15,12 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
+#include <sys/random.h>
+
+/* SHA256_Init/Update/Final: OpenSSL's own SHA-256, without the library
+ * initialisation (see crypto_sha256 below); deprecated in 3.0, not gone. */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 static void fatal(const char *what)
 {
@@ -42,15 +44,21 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- randomness, tokens, digests --------------------------------------- */
 
+/* The kernel's CSPRNG (getrandom(2), which also seeds OpenSSL's): the first
+ * request's id key and every token come from here, so an idle server never
+ * initialises OpenSSL (its configuration and providers: ~2.3 MB of RSS). */
 int crypto_random(void *buf, size_t n)
 {
     unsigned char *p = buf;
     while (n > 0) {
-        int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        if (RAND_bytes(p, chunk) != 1)
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
             return -1;
-        p += chunk;
-        n -= (size_t)chunk;
+        }
+        p += got;
+        n -= (size_t)got;
     }
     return 0;
 }
@@ -92,12 +100,23 @@ char *crypto_token_new(size_t nbytes)
 
 static const char hexdig[] = "0123456789abcdef";
 
+/* SHA-256 with OpenSSL's low-level functions: the EVP interface loads
+ * OpenSSL's configuration and default provider on first use (~2.3 MB of
+ * RSS), and start-up hashes (the web app's ETags, the instance id, the
+ * master key's HKDF) would pay for it in every idle server. */
+static void crypto_sha256(const void *p, size_t n, const void *p2, size_t n2, unsigned char md[32])
+{
+    SHA256_CTX c;
+    if (SHA256_Init(&c) != 1 || SHA256_Update(&c, p, n) != 1 ||
+        (n2 && SHA256_Update(&c, p2, n2) != 1) || SHA256_Final(md, &c) != 1)
+        fatal("SHA256");
+    secure_wipe(&c, sizeof c);
+}
+
 void crypto_sha256_hex(const void *p, size_t n, char out[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        fatal("EVP_Digest");
+    unsigned char md[32];
+    crypto_sha256(p, n, NULL, 0, md);
     for (unsigned i = 0; i < 32; i++) {
         out[2 * i] = hexdig[md[i] >> 4];
         out[2 * i + 1] = hexdig[md[i] & 15];
@@ -156,32 +175,59 @@ bool crypto_ct_equal(const void *a, const void *b, size_t n)
 
 /* ---- key derivation ---------------------------------------------------- */
 
+/* HMAC-SHA256 (RFC 2104) of the concatenation m1 || m2 || m3. */
+static void hmac_sha256(const unsigned char *key, size_t key_len, const unsigned char *m1,
+                        size_t n1, const unsigned char *m2, size_t n2, const unsigned char *m3,
+                        size_t n3, unsigned char out[32])
+{
+    unsigned char k[64] = {0}, pad[64], inner[32];
+    if (key_len > sizeof k)
+        crypto_sha256(key, key_len, NULL, 0, k);
+    else if (key_len)
+        memcpy(k, key, key_len);
+    SHA256_CTX c;
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    if (SHA256_Init(&c) != 1 || SHA256_Update(&c, pad, 64) != 1 ||
+        (n1 && SHA256_Update(&c, m1, n1) != 1) || (n2 && SHA256_Update(&c, m2, n2) != 1) ||
+        (n3 && SHA256_Update(&c, m3, n3) != 1) || SHA256_Final(inner, &c) != 1)
+        fatal("SHA256");
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    crypto_sha256(pad, 64, inner, 32, out);
+    secure_wipe(k, sizeof k);
+    secure_wipe(pad, sizeof pad);
+    secure_wipe(inner, sizeof inner);
+    secure_wipe(&c, sizeof c);
+}
+
+/* HKDF (RFC 5869) on HMAC-SHA256 above, not OpenSSL's EVP_KDF: the master
+ * key's derivation runs at start, and EVP would initialise OpenSSL there
+ * (see crypto_sha256). Checked against RFC 5869's test cases (test_crypto). */
 int crypto_hkdf_ex(const unsigned char *ikm, size_t ikm_len, const unsigned char *salt,
                    size_t salt_len, const unsigned char *info, size_t info_len,
                    unsigned char *out, size_t out_len)
 {
     if (!ikm || ikm_len == 0 || !out || out_len == 0 || out_len > 255 * 32)
         return -1;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    if (!kdf)
-        return -1;
-    EVP_KDF_CTX *kctx = EVP_KDF_CTX_new(kdf);
-    EVP_KDF_free(kdf);
-    if (!kctx)
-        return -1;
-    OSSL_PARAM params[5], *p = params;
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
-    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-    if (salt && salt_len > 0)
-        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-    if (info && info_len > 0)
-        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
-    *p = OSSL_PARAM_construct_end();
-    int rc = EVP_KDF_derive(kctx, out, out_len, params) == 1 ? 0 : -1;
-    EVP_KDF_CTX_free(kctx);
-    if (rc != 0)
-        secure_wipe(out, out_len);
-    return rc;
+    static const unsigned char zeros[32];
+    unsigned char prk[32], t[32];
+    if (!salt || salt_len == 0) {
+        salt = zeros; /* "a string of HashLen zeros" */
+        salt_len = sizeof zeros;
+    }
+    hmac_sha256(salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+    size_t done = 0;
+    for (unsigned char i = 1; done < out_len; i++) {
+        hmac_sha256(prk, sizeof prk, t, i == 1 ? 0 : sizeof t, info, info ? info_len : 0, &i, 1,
+                    t);
+        size_t k = out_len - done < sizeof t ? out_len - done : sizeof t;
+        memcpy(out + done, t, k);
+        done += k;
+    }
+    secure_wipe(prk, sizeof prk);
+    secure_wipe(t, sizeof t);
+    return 0;
 }
 
 int crypto_hkdf(const unsigned char *ikm, size_t ikm_len, const char *info, unsigned char out[32])

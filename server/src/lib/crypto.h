@@ -1,7 +1,9 @@
 /* crypto.h - every cryptographic primitive the server uses, behind one small
  * API: CSPRNG, opaque tokens, SHA-256, hex, constant-time compare, HKDF,
  * AES-256-GCM sealing of secrets at rest, master-key file handling and
- * argon2id password hashing. Built on OpenSSL 3 (libcrypto) and libargon2.
+ * argon2id password hashing. Built on OpenSSL 3 (libcrypto) and libargon2;
+ * randomness, SHA-256 and HKDF do not initialise OpenSSL (its configuration
+ * and providers load on the first AES-GCM or TLS use, not at start).
  *
  * Ownership: every pointer this module returns through an out-parameter or
  * return value is a fresh heap allocation the caller frees with free();
@@ -31,7 +33,7 @@
 
 /* ---- randomness, tokens, digests --------------------------------------- */
 
-/* Fill buf with n bytes from OpenSSL's CSPRNG. 0 ok, -1 error. */
+/* Fill buf with n bytes from the kernel's CSPRNG (getrandom(2)). 0 ok, -1 error. */
 COAI_MUST_CHECK int crypto_random(void *buf, size_t n);
 
 /* New random opaque token: nbytes (> 0; use CRYPTO_TOKEN_BYTES) of CSPRNG
