@@ -28,7 +28,7 @@ describe('server-rendered first screen', () => {
       expect(ssrChatId()).toBeNull();
       expect(el.hidden).toBe(true);
       expect(document.querySelector('[data-id=m1]')).toBeNull();
-      expect(el.querySelector('[data-testid]')).toBeNull();
+      expect(el.querySelector('[data-testid=message]')).toBeNull();
       vi.advanceTimersByTime(SSR_KEEP_MS);
       expect(el.isConnected).toBe(false);
       expect(document.querySelector('[data-id=m1]')).toBeNull();

@@ -31,8 +31,10 @@ export function dropSsr(doc: Document = document): void {
   if (!el) return;
   el.removeAttribute('id');
   el.hidden = true;
-  // Not found as a message any more (tests, scripts): only the app's rows are.
-  for (const e of el.querySelectorAll('[data-testid], [data-id], [data-row]')) {
+  // Not found as a message any more (tests, scripts): only the app's rows
+  // are. The text keeps its mark, which a paint entry of it is checked
+  // against when it arrives.
+  for (const e of el.querySelectorAll('[data-testid="message"], [data-id], [data-row]')) {
     e.removeAttribute('data-testid');
     e.removeAttribute('data-id');
     e.removeAttribute('data-row');
