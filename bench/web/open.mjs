@@ -160,7 +160,11 @@ const REF_URL = `http://127.0.0.1:${refPort}/reference.html`;
 // Runs in the page before any of its scripts: marks the last message's
 // elements for Element Timing as soon as they are inserted (a MutationObserver
 // callback runs before the next rendering step, so before their first paint)
-// and keeps the first text paint that intersects the viewport.
+// and keeps the first text paint that intersects the viewport. The text's
+// elements get their own identifier when they are marked, so a paint is
+// known as the message's text from its entry alone, whatever happens to the
+// element before the entry is delivered (a server-rendered first screen is
+// replaced by the app's own rows, often before Chromium reports its paint).
 const probe = (lastId) => {
   const w = window;
   w.__bench = { painted: null, inserted: null };
@@ -170,14 +174,14 @@ const probe = (lastId) => {
     if (!msg) return;
     if (w.__bench.inserted === null) w.__bench.inserted = performance.now();
     if (!msg.hasAttribute('elementtiming')) msg.setAttribute('elementtiming', 'latest');
-    for (const e of msg.querySelectorAll(':not([elementtiming])')) e.setAttribute('elementtiming', 'latest');
+    for (const e of msg.querySelectorAll(':not([elementtiming])'))
+      e.setAttribute('elementtiming', e.closest('[data-testid="message-text"]') ? 'latest-text' : 'latest');
   });
   mo.observe(document, { childList: true, subtree: true });
   const po = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      if (e.identifier !== 'latest' || w.__bench.painted !== null) continue;
       // The message's text, not its buttons or model name.
-      if (!e.element?.closest('[data-testid="message-text"]')) continue;
+      if (e.identifier !== 'latest-text' || w.__bench.painted !== null) continue;
       const r = e.intersectionRect;
       if (r && r.width > 0 && r.height > 0) {
         w.__bench.painted = e.renderTime || e.loadTime;

@@ -536,7 +536,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (strncmp(path, "/api/", 5) != 0 && strcmp(path, "/api") != 0) {
-        int st = static_serve(app->web, req, c->path, c->req_id);
+        int st = static_serve(app->web, app, req, c->path, c->req_id);
         http_log_access(c->req_id, c->method, c->path, "static", st, c->start_us, NULL, false);
         c->req = NULL;
         http_ctx_finish(c);

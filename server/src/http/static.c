@@ -419,26 +419,15 @@ static void ssr_done(void *arg)
     free(j);
 }
 
-/* The app of the request: static_serve's caller passes the request
- * context's own req_id (server.c), the one way to reach the worker pool
- * without an extra argument. */
-static struct app *app_of(const char *req_id)
-{
-    const struct api_ctx *c =
-        (const struct api_ctx *)(const void *)(req_id - offsetof(struct api_ctx, req_id));
-    return c->app;
-}
-
 /* /c/<id>: the page with the chat's first screen for a signed-in owner (a
  * worker checks that), else the plain page at once. A request without the
  * session cookie never waits; one with a cookie waits for the same checks
  * whether the chat exists or not. */
-static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, const char *id,
-                            size_t id_len, enum evhttp_cmd_type cmd, const char *req_id)
+static int serve_chat_index(struct app *app, struct evhttp_request *req, const struct sfile *f,
+                            const char *id, size_t id_len, enum evhttp_cmd_type cmd)
 {
     const char *ck = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
     char *token = cmd == EVHTTP_REQ_GET && ck ? http_cookie_get(ck, AUTH_COOKIE) : NULL;
-    struct app *app = token ? app_of(req_id) : NULL;
     if (!token || !*token || strlen(token) > 128 || !app || !app->pool || app->shutting_down) {
         if (token) {
             secure_wipe(token, strlen(token));
@@ -458,7 +447,7 @@ static int serve_chat_index(struct evhttp_request *req, const struct sfile *f, c
     return 200; /* answered from ssr_done */
 }
 
-int static_serve(struct static_files *s, struct evhttp_request *req, const char *path,
+int static_serve(struct static_files *s, struct app *app, struct evhttp_request *req, const char *path,
                  const char *req_id)
 {
     http_add_common_headers(req, req_id);
@@ -485,7 +474,7 @@ int static_serve(struct static_files *s, struct evhttp_request *req, const char 
     const char *chat_id = NULL;
     size_t chat_len = strcmp(f->path, "/index.html") == 0 ? chat_route_id(path, &chat_id) : 0;
     if (chat_len)
-        return serve_chat_index(req, f, chat_id, chat_len, cmd, req_id);
+        return serve_chat_index(app, req, f, chat_id, chat_len, cmd);
     evhttp_add_header(out, "Content-Type", f->mime);
     evhttp_add_header(out, "ETag", f->etag);
     evhttp_add_header(out, "Cache-Control", f->immutable ? "public, max-age=31536000, immutable"

@@ -67,7 +67,7 @@ test('the app replaces the server-rendered messages: same chat, at the bottom, n
   await expect(latest).toHaveCount(1);
   const ids = await page.locator('[data-testid="message"]').evaluateAll((els) => els.map((e) => e.dataset.id));
   expect(new Set(ids).size, `ids: ${ids.join(', ')}`).toBe(ids.length);
-  // what is left of the block is hidden, then gone
+  // nothing is left of the block
   await expect(page.locator('.ssr:visible')).toHaveCount(0);
   await expect(page.locator('.ssr')).toHaveCount(0, { timeout: 5000 });
   const atBottom = await page.getByTestId('message-list').evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 48);

@@ -188,7 +188,7 @@ describe('<MessageList>', () => {
     // before the first paint (layout effects and the renders they ask for)
     for (let i = 0; i < 5; i++) await Promise.resolve();
     expect(document.getElementById('ssr')).toBeNull();
-    expect(ssr.hidden).toBe(true);
+    expect(ssr.isConnected).toBe(false);
     expect(document.querySelectorAll('[data-id=m1999]').length).toBe(1);
     expect(root.querySelector('[data-id=m1999]')).not.toBeNull();
     ssr.remove();

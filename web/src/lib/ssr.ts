@@ -14,32 +14,12 @@ export function ssrChatId(doc: Document = document): string | null {
   return el ? (el.dataset.chat ?? '') : null;
 }
 
-/** How long a replaced block stays in the document, hidden. */
-export const SSR_KEEP_MS = 2000;
-
 /**
- * Replace the server-rendered block (the app now shows the page): hidden at
- * once, in the frame the app's rendering is painted in, and out of the
- * document a little later. Paint timing entries of its elements (Element
- * Timing, as bench/web/open.mjs reads them) name their element only while
- * it is in the document, and they are delivered after the paint, when the
- * main thread is free: removed in the same task, the block's first paint
- * could not be told from the app's.
+ * Replace the server-rendered block (the app now shows the page): out of
+ * the document at once, in the frame the app's rendering is painted in.
  */
 export function dropSsr(doc: Document = document): void {
-  const el = doc.getElementById(ID);
-  if (!el) return;
-  el.removeAttribute('id');
-  el.hidden = true;
-  // Not found as a message any more (tests, scripts): only the app's rows
-  // are. The text keeps its mark, which a paint entry of it is checked
-  // against when it arrives.
-  for (const e of el.querySelectorAll('[data-testid="message"], [data-id], [data-row]')) {
-    e.removeAttribute('data-testid');
-    e.removeAttribute('data-id');
-    e.removeAttribute('data-row');
-  }
-  setTimeout(() => el.remove(), SSR_KEEP_MS);
+  doc.getElementById(ID)?.remove();
 }
 
 /**
