@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,10 +97,18 @@ static bool lazy_init(struct worker *w)
     return w->ctx != NULL;
 }
 
+/* Workers run at a lower priority than the event loop (nice +WORKER_NICE
+ * for their own thread): their work (store writes of streaming answers,
+ * password hashes) can wait a few milliseconds, the loop's cannot - every
+ * stream and timer waits behind it. On a machine with more runnable
+ * threads than cores the scheduler now gives the loop the core first. */
+#define WORKER_NICE 5
+
 static void *worker_main(void *argp)
 {
     struct worker *w = argp;
     struct pool *p = w->pool;
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE); /* best effort */
     if (w->eager) {
         w->ctx = p->init ? p->init(p->init_arg, w->index) : NULL;
         pthread_mutex_lock(&p->init_mu);
