@@ -320,6 +320,65 @@ static void test_done_callbacks_in_slices(void **state)
     event_base_free(s.base);
 }
 
+/* pool_each_worker runs its work once on every started worker, each on its
+ * own thread with its own context, never on the loop. */
+struct each_state {
+    pthread_mutex_t mu;
+    pthread_t loop;
+    int ran, on_loop;
+    int seen[8]; /* by context tag - 1000 */
+};
+
+static void each_cb(void *arg, void *ctx)
+{
+    struct each_state *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->ran++;
+    if (pthread_equal(pthread_self(), s->loop))
+        s->on_loop++;
+    int tag = *(int *)ctx - 1000;
+    if (tag >= 0 && tag < 8)
+        s->seen[tag]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void test_each_worker(void **state)
+{
+    (void)state;
+    struct counters c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    struct event_base *base = event_base_new();
+    struct pool *p = pool_new(base, 3, init_cb, fini_cb, &c);
+    assert_non_null(p);
+    struct each_state s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    s.loop = pthread_self();
+    pool_each_worker(p, each_cb, &s);
+    for (int i = 0; i < 200; i++) { /* up to 2 s */
+        pthread_mutex_lock(&s.mu);
+        int ran = s.ran;
+        pthread_mutex_unlock(&s.mu);
+        if (ran >= 3)
+            break;
+        struct timespec nap = {0, 10 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+    struct timespec nap = {0, 50 * 1000000L}; /* and no second run */
+    nanosleep(&nap, NULL);
+    pthread_mutex_lock(&s.mu);
+    assert_int_equal(s.ran, 3);
+    assert_int_equal(s.on_loop, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s.seen[i], 1);
+    pthread_mutex_unlock(&s.mu);
+    pool_free(p);
+    event_base_free(base);
+    pthread_mutex_destroy(&s.mu);
+    pthread_mutex_destroy(&c.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_lazy_workers),
         cmocka_unit_test(test_lazy_init_failure),
         cmocka_unit_test(test_done_callbacks_in_slices),
+        cmocka_unit_test(test_each_worker),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int total = (int)(sizeof tests / sizeof tests[0]);
