@@ -31,7 +31,7 @@ const HOSTILE = [
   '**bold** and a [good](https://ok.example/) link',
 ].join('\n\n');
 
-async function withServer(fn) {
+async function withServer(fn, env = {}) {
   const web = fs.mkdtempSync(path.join(os.tmpdir(), 'coai-web-'));
   fs.mkdirSync(path.join(web, 'assets'));
   fs.writeFileSync(path.join(web, 'index.html'), INDEX);
@@ -39,7 +39,7 @@ async function withServer(fn) {
   const fake = await startFakeOpenAI();
   let server;
   try {
-    server = await startServer({ upstream: fake, env: { CHATOPENAII_TITLES: 'off', CHATOPENAII_WEB_DIR: web } });
+    server = await startServer({ upstream: fake, env: { CHATOPENAII_TITLES: 'off', CHATOPENAII_WEB_DIR: web, ...env } });
   } catch (err) {
     await fake.close();
     throw err;
@@ -183,4 +183,22 @@ test('an expired session gets the plain page', async () => {
     assert.equal(r.text, plainFor(chat.id));
     assert.equal(r.headers['cache-control'], 'no-cache');
   });
+});
+
+test('rendered pages are limited per client address (CHATOPENAII_RATE_API a minute), then the plain page', async () => {
+  await withServer(async ({ newClient }) => {
+    const owner = await newUser(newClient);
+    const { chat } = (await owner.post('/api/v1/chats', { title: 'limited' })).json;
+    await turn(owner, `/api/v1/chats/${chat.id}/messages`, { content: 'a question' });
+    const kinds = [];
+    for (let i = 0; i < 9; i++) {
+      const res = await page(owner, chat.id);
+      assert.equal(res.status, 200);
+      kinds.push(res.headers['cache-control'] === 'private, no-store' ? 'rendered' : 'plain');
+    }
+    // each rendered page cost a worker a session lookup and a store read
+    assert.deepEqual(kinds, [...Array(8).fill('rendered'), 'plain']);
+    const last = await page(owner, chat.id);
+    assert.equal(last.text, plainFor(chat.id), 'the plain page, byte for byte');
+  }, { CHATOPENAII_RATE_API: '8' });
 });

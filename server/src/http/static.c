@@ -49,6 +49,8 @@
 #include "ssr.h"
 #include "../lib/ids.h"
 #include "../lib/pool.h"
+#include "../lib/ratelimit.h"
+#include "security.h"
 
 #define STATIC_TOTAL_MAX (64u * 1024 * 1024) /* bytes held in memory */
 #define STATIC_FILE_MAX (16u * 1024 * 1024)
@@ -419,6 +421,20 @@ static void ssr_done(void *arg)
     free(j);
 }
 
+/* Each server-rendered page costs a worker a session lookup and a store
+ * read, whatever the cookie holds: at most CHATOPENAII_RATE_API a minute per
+ * client address (the API's own figure per user), then the plain page, which
+ * the app fills in through the API and its limits. */
+static bool ssr_allowed(struct app *app, struct evhttp_request *req)
+{
+    char *ip = security_client_ip(req);
+    char key[96];
+    snprintf(key, sizeof key, "ssr-ip:%s", ip ? ip : "");
+    free(ip);
+    int ra = 0;
+    return ratelimit_take(app->rl, key, app->cfg.rate_api, &ra);
+}
+
 /* /c/<id>: the page with the chat's first screen for a signed-in owner (a
  * worker checks that), else the plain page at once. A request without the
  * session cookie never waits; one with a cookie waits for the same checks
@@ -428,6 +444,11 @@ static int serve_chat_index(struct app *app, struct evhttp_request *req, const s
 {
     const char *ck = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
     char *token = cmd == EVHTTP_REQ_GET && ck ? http_cookie_get(ck, AUTH_COOKIE) : NULL;
+    if (token && app && !ssr_allowed(app, req)) { /* over the limit: the plain page */
+        secure_wipe(token, strlen(token));
+        free(token);
+        token = NULL;
+    }
     if (!token || !*token || strlen(token) > 128 || !app || !app->pool || app->shutting_down) {
         if (token) {
             secure_wipe(token, strlen(token));
