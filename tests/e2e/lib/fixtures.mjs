@@ -5,7 +5,7 @@
 // with test.use({ upstream: 'scripted' }).
 import { test as base, expect } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
-import { startServer } from '../../lib/harness.mjs';
+import { startServer, dbExec } from '../../lib/harness.mjs';
 import { startFakeOpenAI } from '../../upstream/fake-openai.mjs';
 import { startScriptedUpstream } from './scripted-upstream.mjs';
 
@@ -94,6 +94,36 @@ export async function signUp(page, email = uniqueEmail()) {
   await page.getByRole('button', { name: 'Create account' }).click();
   await expect(page.getByTestId('chat-page')).toBeVisible();
   return email;
+}
+
+// The id of message i (1-based) of a chat made by seedChat.
+export const seededId = (i) => `01a25000-0000-7000-8000-${String(i).padStart(12, '0')}`;
+
+// Signs up, makes a chat titled title through the API, and writes n messages
+// into its store directly (one branch, user and assistant in turn, the last
+// one current). text is an SQL expression of i, the message's number: its
+// text. Returns the chat's id.
+export async function seedChat(page, server, { n, title, text }) {
+  await signUp(page);
+  const created = await page.evaluate(async (t) => {
+    const r = await fetch('/api/v1/chats', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-requested-with': 'chatopenaii' },
+      body: JSON.stringify({ title: t }),
+    });
+    return r.json();
+  }, title);
+  const chatId = created.chat.id;
+  dbExec(server.dataDir, `
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${n})
+    INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
+    SELECT printf('01a25000-0000-7000-8000-%012d', i), '${chatId}',
+           CASE WHEN i = 1 THEN NULL ELSE printf('01a25000-0000-7000-8000-%012d', i - 1) END,
+           CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
+           json_array(json_object('type', 'text', 'text', ${text})),
+           'gpt-4o-mini', 'complete', 1790000000000 + i, 1790000000000 + i FROM n;
+    UPDATE chats SET current_leaf_id = '${seededId(n)}' WHERE id = '${chatId}';`);
+  return chatId;
 }
 
 // Open the sidebar when it is a drawer (phone), no-op otherwise.

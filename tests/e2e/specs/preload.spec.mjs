@@ -3,32 +3,14 @@
 // web/index.html, the chat's tail added by the server), while the script
 // loads; the app's own requests for them take the preloaded answers instead
 // of asking again, and the whole chat still arrives after the first paint.
-import { test, expect, signUp } from '../lib/fixtures.mjs';
-import { dbExec } from '../../lib/harness.mjs';
+import { test, expect, signUp, seedChat, seededId as idOf } from '../lib/fixtures.mjs';
 
 const N = 300;
-const idOf = (i) => `01a25000-0000-7000-8000-${String(i).padStart(12, '0')}`;
 
 test('a chat opened by URL uses the preloaded /me and tail answers, each requested once', async ({ page, server }) => {
-  await signUp(page);
-  const created = await page.evaluate(async () => {
-    const r = await fetch('/api/v1/chats', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-requested-with': 'chatopenaii' },
-      body: JSON.stringify({ title: 'Preloaded chat' }),
-    });
-    return r.json();
+  const chatId = await seedChat(page, server, {
+    n: N, title: 'Preloaded chat', text: "'Message ' || i || '. Some **markdown** text.'",
   });
-  const chatId = created.chat.id;
-  dbExec(server.dataDir, `
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${N})
-    INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
-    SELECT printf('01a25000-0000-7000-8000-%012d', i), '${chatId}',
-           CASE WHEN i = 1 THEN NULL ELSE printf('01a25000-0000-7000-8000-%012d', i - 1) END,
-           CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
-           json_array(json_object('type', 'text', 'text', 'Message ' || i || '. Some **markdown** text.')),
-           'gpt-4o-mini', 'complete', 1790000000000 + i, 1790000000000 + i FROM n;
-    UPDATE chats SET current_leaf_id = '${idOf(N)}' WHERE id = '${chatId}';`);
 
   const requests = [];
   page.on('request', (r) => {

@@ -3,34 +3,15 @@
 // no script at all; with the app, the same messages are painted from that
 // HTML and then replaced by the app's own list (web/src/lib/ssr.ts), at the
 // bottom, with no duplicate left.
-import { test, expect, signUp } from '../lib/fixtures.mjs';
-import { dbExec } from '../../lib/harness.mjs';
+import { test, expect, seedChat, seededId as idOf } from '../lib/fixtures.mjs';
 
 const N = 40;
-const idOf = (i) => `01a25000-0000-7000-8000-${String(i).padStart(12, '0')}`;
 
-async function chatWithMessages(page, server) {
-  await signUp(page);
-  const created = await page.evaluate(async () => {
-    const r = await fetch('/api/v1/chats', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-requested-with': 'chatopenaii' },
-      body: JSON.stringify({ title: 'Rendered chat' }),
-    });
-    return r.json();
-  });
-  const chatId = created.chat.id;
-  dbExec(server.dataDir, `
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${N})
-    INSERT INTO messages (id, chat_id, parent_id, role, content, model, status, created_at, updated_at)
-    SELECT printf('01a25000-0000-7000-8000-%012d', i), '${chatId}',
-           CASE WHEN i = 1 THEN NULL ELSE printf('01a25000-0000-7000-8000-%012d', i - 1) END,
-           CASE WHEN i % 2 = 1 THEN 'user' ELSE 'assistant' END,
-           json_array(json_object('type', 'text', 'text', 'Message ' || i || '. Some **markdown** text <script>window.__pwned = 1</script> and more words to wrap a line or two.')),
-           'gpt-4o-mini', 'complete', 1790000000000 + i, 1790000000000 + i FROM n;
-    UPDATE chats SET current_leaf_id = '${idOf(N)}' WHERE id = '${chatId}';`);
-  return chatId;
-}
+const chatWithMessages = (page, server) => seedChat(page, server, {
+  n: N,
+  title: 'Rendered chat',
+  text: "'Message ' || i || '. Some **markdown** text <script>window.__pwned = 1</script> and more words to wrap a line or two.'",
+});
 
 test('without any script, the page shows the chat\'s last messages at the bottom of the view', async ({ page, server, browser, baseURL }) => {
   const chatId = await chatWithMessages(page, server);
