@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -817,6 +818,10 @@ int http_server_start(struct app *app, char *err, size_t errlen)
     }
     evutil_socket_t fd = evhttp_bound_socket_get_fd(app->listener);
     (void)listen(fd, LISTEN_BACKLOG); /* evhttp listens with 128; Linux takes a new value */
+    /* accepted sockets inherit it: each SSE chunk and each reply's last bytes
+     * leave at once instead of waiting behind the peer's delayed ACK (Nagle) */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     g_accept.lev = evhttp_bound_socket_get_listener(app->listener);
     evtimer_assign(&g_accept.resume_ev, app->base, on_accept_resume, NULL);
     g_accept.resume = &g_accept.resume_ev;
