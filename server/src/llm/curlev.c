@@ -3,7 +3,12 @@
  * after curl's own multi-event.c / hiperfifo.c examples, in our style. */
 #include "curlev.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event_struct.h>
 
 #include "../lib/common.h"
 #include "../lib/log.h"
@@ -13,6 +18,8 @@ struct xfer {
     void *arg;
 };
 
+struct sockctx;
+
 struct curlev {
     struct event_base *base;
     CURLM *multi;
@@ -20,14 +27,41 @@ struct curlev {
     struct event *timer;
     int running;
     int added;
+    struct sockctx **byfd; /* the sockets curl has asked us to watch, by descriptor */
+    size_t nbyfd;
+    struct curlev_stats stats;
 };
 
+/* One per socket curl has shown us, from the first time it asks us to watch
+ * it until curl closes it (closesocket_cb), across every transfer that
+ * reuses the connection. When a transfer ends, curl stops watching the
+ * socket of a connection it keeps alive (CURL_POLL_REMOVE) and watches it
+ * again for the next transfer: unregistering and registering it each time
+ * cost two epoll_ctl calls a request. So REMOVE only marks it unwanted and
+ * the registration stays; if an idle socket becomes readable meanwhile (the
+ * provider closed it), it is unregistered then, without waking curl, which
+ * finds the connection dead when it next looks at it. */
 struct sockctx {
     struct curlev *c;
-    struct event *ev;
+    struct event ev;
     curl_socket_t fd;
-    short kind; /* the libevent flags ev was made with */
+    short kind;  /* the libevent flags ev is registered with; 0: not registered */
+    bool wanted; /* curl watches it now */
 };
+
+static struct sockctx *sock_get(struct curlev *c, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < c->nbyfd ? c->byfd[fd] : NULL;
+}
+
+static void sock_unwatch(struct sockctx *sc)
+{
+    if (sc->kind) {
+        event_del(&sc->ev);
+        sc->kind = 0;
+        sc->c->stats.unregistered++;
+    }
+}
 
 static void check_done(struct curlev *c)
 {
@@ -55,8 +89,16 @@ static void check_done(struct curlev *c)
 
 static void on_socket(evutil_socket_t fd, short what, void *arg)
 {
-    struct curlev *c = arg;
+    struct sockctx *sc = arg;
+    struct curlev *c = sc->c;
+    if (!sc->wanted) {
+        /* an idle keep-alive connection: closed by the peer, most likely */
+        sock_unwatch(sc);
+        c->stats.idle_wakeups++;
+        return;
+    }
     int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    /* sc may be freed in here (curl closes the socket) */
     curl_multi_socket_action(c->multi, fd, action, &c->running);
     /* No timer fiddling here: curl owns it through timer_cb, and a done
      * callback may just have added a new transfer whose 0 ms timer must
@@ -74,31 +116,53 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct curlev *c = userp;
-    struct sockctx *sc = socketp;
+    struct sockctx *sc = sock_get(c, s);
     if (what == CURL_POLL_REMOVE) {
-        if (sc) {
-            event_free(sc->ev);
-            free(sc);
-            curl_multi_assign(c->multi, s, NULL);
-        }
+        if (sc)
+            sc->wanted = false; /* the registration stays: see struct sockctx */
         return 0;
     }
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                          ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
     if (!sc) {
+        if (s < 0)
+            return -1;
+        if ((size_t)s >= c->nbyfd) {
+            size_t n = c->nbyfd ? c->nbyfd : 64;
+            while (n <= (size_t)s)
+                n *= 2;
+            c->byfd = xrealloc(c->byfd, n * sizeof *c->byfd);
+            memset(c->byfd + c->nbyfd, 0, (n - c->nbyfd) * sizeof *c->byfd);
+            c->nbyfd = n;
+        }
         sc = xcalloc(1, sizeof *sc);
         sc->c = c;
         sc->fd = s;
-        curl_multi_assign(c->multi, s, sc);
-    } else if (sc->kind == kind) {
-        return 0; /* already watching exactly this: spare two epoll_ctl calls */
-    } else {
-        event_free(sc->ev);
+        c->byfd[s] = sc;
     }
+    sc->wanted = true;
+    if (sc->kind == kind)
+        return 0; /* already registered for exactly this */
+    sock_unwatch(sc);
+    event_assign(&sc->ev, c->base, s, kind, on_socket, sc);
+    event_add(&sc->ev, NULL);
     sc->kind = kind;
-    sc->ev = event_new(c->base, s, kind, on_socket, c);
-    event_add(sc->ev, NULL);
+    c->stats.registered++;
     return 0;
+}
+
+/* curl closes every socket it opened through here: the one moment a
+ * registration kept for an idle connection must go. */
+static int closesocket_cb(void *clientp, curl_socket_t s)
+{
+    struct curlev *c = clientp;
+    struct sockctx *sc = sock_get(c, s);
+    if (sc) {
+        sock_unwatch(sc);
+        c->byfd[s] = NULL;
+        free(sc);
+    }
+    return close(s);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -140,6 +204,9 @@ int curlev_add(struct curlev *c, CURL *easy, curlev_done_fn done, void *arg)
     x->arg = arg;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(easy, CURLOPT_SHARE, c->share);
+    /* a connection keeps the close callback of the transfer that opened it */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, c);
     if (curl_multi_add_handle(c->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);
@@ -166,6 +233,11 @@ int curlev_running(const struct curlev *c)
     return c->added;
 }
 
+const struct curlev_stats *curlev_stats(const struct curlev *c)
+{
+    return &c->stats;
+}
+
 CURLSH *curlev_share(struct curlev *c)
 {
     return c->share;
@@ -175,8 +247,15 @@ void curlev_free(struct curlev *c)
 {
     if (!c)
         return;
-    curl_multi_cleanup(c->multi);
+    curl_multi_cleanup(c->multi); /* closes its connections: closesocket_cb */
     curl_share_cleanup(c->share);
+    for (size_t i = 0; i < c->nbyfd; i++) { /* none, unless curl closed one without us */
+        if (c->byfd[i]) {
+            sock_unwatch(c->byfd[i]);
+            free(c->byfd[i]);
+        }
+    }
+    free(c->byfd);
     event_free(c->timer);
     free(c);
 }

@@ -22,6 +22,13 @@ int curlev_add(struct curlev *c, CURL *easy, curlev_done_fn done, void *arg);
 void curlev_remove(struct curlev *c, CURL *easy);
 /* Transfers currently running. */
 int curlev_running(const struct curlev *c);
+/* Socket registrations with the loop, for tests and metrics: registered and
+ * unregistered count event_add and event_del calls (each an epoll_ctl);
+ * idle_wakeups, idle keep-alive sockets that became readable. */
+struct curlev_stats {
+    unsigned long long registered, unregistered, idle_wakeups;
+};
+const struct curlev_stats *curlev_stats(const struct curlev *c);
 /* A shared connection cache and DNS cache for every easy handle of this
  * loop: reuse keep-alive connections to the provider. */
 CURLSH *curlev_share(struct curlev *c);
