@@ -462,7 +462,12 @@ static int cmd_serve(struct app *app)
     g_boot_store = st; /* the first worker's connection (worker_init) */
 
     app->started_ms = now_ms();
-    app->base = event_base_new();
+    {
+        struct event_config *ecfg = event_config_new();
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        app->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     lazy_curl_on_first_use(curl_first_use, app); /* app->curl: on the first provider request */
     app->turns = turns_new(app);
     app->models = models_cache_new();
