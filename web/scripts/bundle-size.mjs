@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // bundle-size.mjs - the first-load JavaScript budget. Measures the gzipped
 // size of the JS that dist/index.html loads before the app can start: the
-// entry module, everything it imports statically (followed recursively), any
+// entry module, the app chunk it imports dynamically (src/entry.ts starts the
+// app on every page load, after the first paint when the server rendered a
+// chat), everything those import statically (followed recursively), any
 // modulepreload links, and the scripts of workers those start (the chat
-// loader worker runs on every chat page load). Lazy chunks (highlighting,
-// math) do not count.
+// loader worker runs on every chat page load). Lazy chunks the app imports
+// on demand (highlighting, math) do not count.
 // Fails above the budget (default 80 KB; BUNDLE_BUDGET_KB to override).
 
 import fs from 'node:fs';
@@ -29,7 +31,7 @@ if (roots.size === 0) {
 }
 
 const files = new Set();
-function visit(url, from) {
+function visit(url, from, root = false) {
   const rel = url.startsWith('/') ? url.slice(1) : path.posix.join(path.posix.dirname(from), url);
   const file = path.join(dist, rel);
   if (files.has(file)) return;
@@ -39,12 +41,16 @@ function visit(url, from) {
   for (const m of code.matchAll(/(?:^|[;\n}])\s*(?:import|export)\s*(?:[\w$*{}\s,]+?\s*from\s*)?["'](\.{1,2}\/[^"']+|\/[^"']+)["']/g)) {
     visit(m[1], rel);
   }
+  // The entry's own dynamic imports: the app it starts.
+  if (root) {
+    for (const m of code.matchAll(/\bimport\(\s*[`"'](\.{1,2}\/[^`"']+)[`"']\s*\)/g)) visit(m[1], rel);
+  }
   // Workers: `new Worker(new URL("/assets/x.js", import.meta.url), ...)`.
   for (const m of code.matchAll(/new\s+(?:Shared)?Worker\(\s*new\s+URL\(\s*[`"']([^`"']+)[`"']/g)) {
     visit(m[1], rel);
   }
 }
-for (const r of roots) visit(r, '');
+for (const r of roots) visit(r, '', true);
 
 let raw = 0;
 let gz = 0;

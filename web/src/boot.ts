@@ -1,4 +1,4 @@
-// boot.ts - the first module of the bundle to run (main.tsx imports it before
+// boot.ts - the first module of the app's chunk to run (main.tsx imports it before
 // anything else). It imports only the API client and the router, nothing
 // that touches storage or renders (the first localStorage access alone can
 // take milliseconds), so the session check and, when the page opens on

@@ -1,9 +1,8 @@
-// main.tsx - boot: early requests (boot.ts, first), styles, theme, session
-// listeners, render.
+// main.tsx - the app, a chunk of its own that entry.ts (the page's script)
+// imports: early requests (boot.ts, first), theme, session listeners, render.
 import './boot';
 import { render } from 'preact';
 import { effect } from '@preact/signals';
-import './styles.css';
 import { App } from './App';
 import { theme } from './state/ui';
 import { onSignedIn, onSignedOut } from './state/session';
