@@ -26,8 +26,31 @@ function inlineCss(): Plugin {
   };
 }
 
+// The app's chunk, which src/entry.ts imports, is fetched while the page is
+// parsed, as when it was the page's own script: a <link rel="preload"> (not
+// modulepreload, which would also compile it then, taking a core from the
+// first paint of a server-rendered chat; the import compiles it after).
+function preloadApp(): Plugin {
+  return {
+    name: 'coai-preload-app',
+    apply: 'build',
+    transformIndexHtml: {
+      order: 'post',
+      handler(html, ctx) {
+        const entry = Object.values(ctx.bundle ?? {}).find((c) => c.type === 'chunk' && c.isEntry);
+        if (!entry || entry.type !== 'chunk') return html;
+        const tags = entry.dynamicImports
+          .filter((f) => /^assets\/main-[^/]*\.js$/.test(f))
+          .map((f) => ({ tag: 'link', attrs: { rel: 'preload', as: 'script', crossorigin: '', href: `/${f}` }, injectTo: 'head' as const }));
+        if (tags.length !== 1) throw new Error(`preloadApp: expected the entry to import one main-*.js, found ${tags.length}`);
+        return { html, tags };
+      },
+    },
+  };
+}
+
 export default defineConfig({
-  plugins: [inlineCss()],
+  plugins: [inlineCss(), preloadApp()],
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   build: {
     target: 'es2022',
