@@ -19,16 +19,19 @@
 // by a bare node server on another port (opened just before each chat run, in
 // the same context): the floor under any first paint on this machine, printed
 // beside the row with the ratio to it;
-// and, as a breakdown, when the main script and GET /api/v1/chats/{id}
-// finished loading (Resource Timing) and the app's own performance marks
-// (web/src/lib/perf.ts). Prints median and worst of RUNS (default 7) runs
-// after one warm-up, plus the first-load JS size (web/scripts/bundle-size.mjs).
+// and, as a breakdown, when the app's script (its chunk, main-*.js, that the
+// page's entry imports) and GET /api/v1/chats/{id} finished loading
+// (Resource Timing) and the app's own performance marks (web/src/lib/perf.ts).
+// Prints median and worst of RUNS (default 7) runs after one warm-up, plus
+// the first-load JS size (web/scripts/bundle-size.mjs).
 //
 // BENCH_RESULTS=file appends one tab-separated line per budget row:
 //   figure  measured  target  PASS|FAIL
 // Exit status 0 even when a target is missed; non-zero only if the bench broke.
 // Env: RUNS, BENCH_PORT (18383..18390), COAI_CHROMIUM, VERBOSE=1 (one run's
-// details), TRACE=file.json (a Chrome trace of the last run), CPUPROFILE=
+// details), TRACE=file.json (a Chrome trace of the last run; TRACE_CATEGORIES=
+// a,b,c replaces Playwright's default categories, e.g. adding cc,viz,blink,
+// loading for commits, raster tasks and draws), CPUPROFILE=
 // file.cpuprofile (a V8 CPU profile of the last run; bench/web/trace-summary.mjs
 // summarizes either).
 import { spawn, execFileSync } from 'node:child_process';
@@ -258,7 +261,7 @@ for (let run = 0; run <= RUNS; run++) {
   const page = await ctx.newPage();
   await settle(page);
   const tracing = process.env.TRACE && run === RUNS;
-  if (tracing) await browser.startTracing(page, { path: process.env.TRACE, screenshots: !!process.env.TRACE_SCREENSHOTS });
+  if (tracing) await browser.startTracing(page, { path: process.env.TRACE, screenshots: !!process.env.TRACE_SCREENSHOTS, categories: process.env.TRACE_CATEGORIES?.split(',') });
   const profiling = process.env.CPUPROFILE && run === RUNS;
   const cdp = profiling ? await ctx.newCDPSession(page) : null;
   if (cdp) {
@@ -287,7 +290,7 @@ for (let run = 0; run <= RUNS; run++) {
       latest: window.__bench.painted - t0,
       inserted: window.__bench.inserted - t0,
       fcp: fcp ? fcp.startTime - t0 : NaN,
-      js: end((e) => /\/assets\/index-[^/]*\.js$/.test(e.name)),
+      js: end((e) => /\/assets\/main-[^/]*\.js$/.test(e.name)),
       api: end((e) => /\/api\/v1\/chats\/[^/?]+$/.test(e.name)),
       detail: {
         doc: nav ? `${(nav.responseStart - t0).toFixed(0)}-${(nav.responseEnd - t0).toFixed(0)} dcl ${(nav.domContentLoadedEventEnd - t0).toFixed(0)}` : '',
@@ -325,7 +328,7 @@ row('latest message painted in view', (r) => r.latest);
 row('first contentful paint', (r) => r.fcp);
 row('reference: FCP of a static page', (r) => r.ref);
 console.log('  breakdown (from navigation start):');
-row('  main script loaded', (r) => r.js);
+row('  app script (main-*.js) loaded', (r) => r.js);
 row(`  GET /chats/{id} loaded (${(apiBytes / 1048576).toFixed(2)} MB)`, (r) => r.api);
 for (const k of Object.keys(results[0].marks)) row(`  mark ${k}`, (r) => r.marks[k] ?? NaN);
 row('  latest message in the DOM', (r) => r.inserted);
