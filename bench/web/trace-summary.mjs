@@ -5,7 +5,10 @@
 //     from navigation start), each with its biggest inner events (script
 //     compile and evaluation, function calls, style, layout, paint);
 //   * the JavaScript functions with the most self time (V8 CPU profiler
-//     samples), up to END_MS (default: the whole trace).
+//     samples), up to END_MS (default: the whole trace);
+//   * with the compositor's categories (TRACE_CATEGORIES=...,cc,viz): each
+//     commit up to the first contentful paint, its raster tasks, activation
+//     and draw, and the CPU time of each thread meanwhile.
 import fs from 'node:fs';
 
 const file = process.argv[2];
@@ -111,6 +114,51 @@ console.log(`  main thread busy in tasks: ${busy.toFixed(0)} ms (on a CPU: ${cpu
 // ---- marks, paints -------------------------------------------------------------------
 const marks = ev.filter((e) => main(e) && (e.cat?.includes('user_timing') || e.name === 'firstContentfulPaint' || e.name === 'firstPaint') && e.ts >= t0 && e.ph !== 'X');
 for (const m of marks) if (ms(m.ts) <= endMs) console.log(`  mark ${m.name} at ${ms(m.ts).toFixed(0)}`);
+
+// ---- the compositor's side (with TRACE_CATEGORIES including cc,viz) -------------------
+// Each commit of the page's renderer, the raster tasks of the frame it
+// committed (a tile worker: wall time and CPU time), the activation and the
+// draw that followed, up to the first contentful paint: where a frame the
+// main thread has finished waits before it is shown. The CPU time of every
+// thread (all processes) between the document's arrival and that paint says
+// what ran beside it.
+const inPage = (e) => e.pid === nav.pid;
+const fcpEv = ev.find((e) => e.name === 'firstContentfulPaint' && main(e) && e.ts >= t0);
+const commits = ev.filter((e) => inPage(e) && e.name === 'ProxyImpl::Commit' && e.ph === 'X' && e.dur > 0 && e.ts >= t0).sort((a, b) => a.ts - b.ts);
+if (commits.length && fcpEv) {
+  console.log(`compositor, up to the first contentful paint at ${ms(fcpEv.ts).toFixed(0)} ms:`);
+  const at = (name, from, to) => ev.filter((e) => inPage(e) && e.name === name && e.ts >= from && e.ts < to).sort((a, b) => a.ts - b.ts);
+  for (let i = 0; i < commits.length && commits[i].ts <= fcpEv.ts; i++) {
+    const c = commits[i];
+    const next = commits[i + 1]?.ts ?? Infinity;
+    const act = at('ActivateLayerTree', c.ts, next)[0];
+    // the tasks the activation waited for: those started before it
+    const raster = at('RasterTask', c.ts, act ? act.ts : Math.min(next, fcpEv.ts)).filter((e) => e.ph === 'X');
+    const wall = raster.length ? (Math.max(...raster.map((e) => e.ts + e.dur)) - raster[0].ts) / 1000 : 0;
+    const rcpu = raster.reduce((a, e) => a + (e.tdur ?? e.dur), 0) / 1000;
+    const draw = at('DrawFrame', act ? act.ts : c.ts, next)[0];
+    console.log(`  commit ${ms(c.ts).toFixed(0)}: ${raster.length} raster tasks from ${raster.length ? ms(raster[0].ts).toFixed(0) : '-'} (${wall.toFixed(0)} ms wall, ${rcpu.toFixed(1)} ms CPU), activation ${act ? ms(act.ts).toFixed(0) : '-'}, draw ${draw ? ms(draw.ts).toFixed(0) : '-'}`);
+  }
+  const from = ev.find((e) => main(e) && e.name === 'ParseHTML' && e.ts >= t0 && e.args?.beginData?.url?.startsWith('http'))?.ts ?? t0;
+  const perThread = new Map();
+  const byThread = new Map();
+  for (const e of ev) {
+    if (e.ph !== 'X' || e.tdur === undefined || e.ts < from || e.ts > fcpEv.ts) continue;
+    const k = `${e.pid}:${e.tid}`;
+    if (!byThread.has(k)) byThread.set(k, []);
+    byThread.get(k).push(e);
+  }
+  for (const [k, es] of byThread) {
+    es.sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+    let end = -1;
+    let sum = 0;
+    for (const e of es) if (e.ts >= end) { sum += e.tdur; end = e.ts + e.dur; } // outermost events only
+    perThread.set(k, sum / 1000);
+  }
+  const rows = [...perThread].filter(([, v]) => v >= 2).sort((a, b) => b[1] - a[1]);
+  console.log(`  CPU by thread (page: the page's renderer) from its first ParseHTML (${ms(from).toFixed(0)} ms) to that paint:`);
+  for (const [k, v] of rows) console.log(`    ${v.toFixed(1).padStart(6)} ms  ${k.split(':')[0] === String(nav.pid) ? 'page ' : ''}${names.get(k) ?? k}`);
+}
 
 // ---- CPU profile --------------------------------------------------------------------
 const nodes = new Map();
