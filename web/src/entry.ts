@@ -9,7 +9,7 @@
 // presentation take tens of milliseconds of CPU after that. Compiling and
 // evaluating the app's 170 KB module then competed with them: in a trace of
 // a 2,000-message chat on a 2-core machine (bench/web/open.mjs), the
-// committed frame's raster took 65 ms wall for 30 ms of CPU beside the
+// committed frame's raster took 65 ms wall for 25 ms of CPU beside the
 // module's evaluation (85 ms wall), and was presented after it; when a
 // frame had shown only part of the block, the one with the last message
 // came after the whole evaluation. The server's screen is what the reader
