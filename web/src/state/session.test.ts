@@ -29,13 +29,16 @@ describe('the session check at boot on a chat URL', () => {
   });
 
   it('signs in once the early chat has answered, so that both render together', async () => {
+    // Fake timers: on a loaded machine five real 0 ms timeouts could take
+    // longer than CHAT_WAIT_MS; here the wait cannot run out meanwhile.
+    vi.useFakeTimers();
     vi.stubGlobal('fetch', vi.fn(async () => new Response(JSON.stringify({ user: { id: 'u1', email: 'a@example.com' } }), { status: 200 })));
     user.value = null;
     let answer!: () => void;
     early.me = api.me();
     early.chatSettled = new Promise<void>((ok) => (answer = ok));
     const done = checkSession();
-    for (let i = 0; i < 5; i++) await new Promise((ok) => setTimeout(ok, 0));
+    for (let i = 0; i < 5; i++) await vi.advanceTimersByTimeAsync(0);
     expect(user.value, 'still waiting for the chat').toBeNull();
     answer();
     await done;
