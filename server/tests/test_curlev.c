@@ -176,6 +176,16 @@ static void run_for_ms(struct event_base *base, int ms)
     event_base_dispatch(base);
 }
 
+/* Frees the client side (curlev_free closes its connections), lets the
+ * server see those closes and free its side, then frees the server. */
+static void finish(struct event_base *base, struct srv *s, struct curlev *c)
+{
+    curlev_free(c);
+    run_for_ms(base, 30);
+    evconnlistener_free(s->lev);
+    event_base_free(base);
+}
+
 static int setup(void **state)
 {
     char err[256];
@@ -208,10 +218,7 @@ static void test_keepalive_keeps_registration(void **state)
     assert_true(st->unregistered <= 2);
     assert_int_equal(curlev_running(r.c), 0);
     curl_easy_cleanup(r.easy);
-    curlev_free(r.c);
-    run_for_ms(base, 30); /* the server side of the connection goes too */
-    evconnlistener_free(s.lev);
-    event_base_free(base);
+    finish(base, &s, r.c);
 }
 
 /* The server closes each connection 20 ms after answering: the idle socket
@@ -240,10 +247,7 @@ static void test_idle_close_unregisters(void **state)
     assert_int_equal(r.connects, 1);
     assert_int_equal(s.accepted, 2);
     curl_easy_cleanup(r.easy);
-    curlev_free(r.c); /* closes the last connection through closesocket_cb */
-    run_for_ms(base, 30); /* the server side goes too */
-    evconnlistener_free(s.lev);
-    event_base_free(base);
+    finish(base, &s, r.c); /* closes the last connection through closesocket_cb */
 }
 
 /* Transfers that overlap get a connection each; every socket is closed and
@@ -274,10 +278,7 @@ static void test_parallel_then_free(void **state)
     }
     assert_int_equal(s.requests, 12);
     assert_true(s.accepted >= 1 && s.accepted <= 4);
-    curlev_free(c);
-    run_for_ms(base, 30);
-    evconnlistener_free(s.lev);
-    event_base_free(base);
+    finish(base, &s, c);
 }
 
 int main(void)

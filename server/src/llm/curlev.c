@@ -44,7 +44,6 @@ struct curlev {
 struct sockctx {
     struct curlev *c;
     struct event ev;
-    curl_socket_t fd;
     short kind;  /* the libevent flags ev is registered with; 0: not registered */
     bool wanted; /* curl watches it now */
 };
@@ -137,7 +136,6 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         }
         sc = xcalloc(1, sizeof *sc);
         sc->c = c;
-        sc->fd = s;
         c->byfd[s] = sc;
     }
     sc->wanted = true;
